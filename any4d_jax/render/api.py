@@ -1,0 +1,155 @@
+"""`render`: the differentiable tile rasterizer of 3D Gaussians.
+
+Pipeline: projection -> colours (RGB or SH) -> bins (tiles, chunks) -> composite (custom VJP).
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from any4d_jax.cameras import Camera
+from any4d_jax.render import bin as binning
+from any4d_jax.render import composite as comp
+from any4d_jax.render.project import project
+from any4d_jax.render.sh import eval_sh, sh_degree_from_bases
+from any4d_jax.render.types import RenderConfig, RenderOut, Splats
+
+
+def _is_concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
+
+
+def check_inputs(splats: Splats, camera: Camera, background: jnp.ndarray | None) -> None:
+    """Shape checks always; value checks when the inputs are concrete (outside jit). Raises ValueError."""
+    n = splats.means.shape[0]
+    fields = {"means": (3,), "quats": (4,), "scales": (3,), "opacities": ()}
+    shapes = {name: getattr(splats, name).shape for name in fields}
+    if any(shapes[name] != (n,) + tail for name, tail in fields.items()):
+        listing = ", ".join(f"splats.{k} {v}" for k, v in shapes.items())
+        raise ValueError(
+            f"render: expected means (N, 3), quats (N, 4), scales (N, 3), opacities (N,); got {listing}"
+        )
+    if splats.colors.shape[0] != n or splats.colors.shape[-1] != 3 or splats.colors.ndim not in (2, 3):
+        raise ValueError(
+            f"render: splats.colors has shape {splats.colors.shape}, expected ({n}, 3) or ({n}, K, 3)"
+        )
+    if splats.colors.ndim == 3:
+        sh_degree_from_bases(splats.colors.shape[1])
+    if splats.features is not None and (splats.features.ndim != 2 or splats.features.shape[0] != n):
+        raise ValueError(f"render: splats.features has shape {splats.features.shape}, expected ({n}, F)")
+    if camera.viewmat.shape[-2:] != (4, 4) or camera.K.shape[-2:] != (3, 3):
+        raise ValueError(
+            f"render: camera.viewmat {camera.viewmat.shape} / K {camera.K.shape} must be (4,4)/(3,3)"
+        )
+    if camera.viewmat.ndim != 2:
+        raise ValueError(
+            f"render: camera.viewmat has batch dims {camera.viewmat.shape[:-2]}; render one camera and use "
+            "jax.vmap over cameras for a batch"
+        )
+    if background is not None and jnp.shape(background) not in ((3,), ()):
+        raise ValueError(f"render: background has shape {jnp.shape(background)}, expected (3,)")
+    if not _is_concrete(splats, camera, background):
+        return
+    checks = [
+        ("camera.viewmat", np.all(np.isfinite(np.asarray(camera.viewmat))), "must be finite"),
+        ("camera.K", np.all(np.isfinite(np.asarray(camera.K))), "must be finite"),
+        ("camera.K", float(camera.K[0, 0]) > 0 and float(camera.K[1, 1]) > 0, "needs positive focal lengths"),
+        ("splats.means", np.all(np.isfinite(np.asarray(splats.means))), "must be finite"),
+        ("splats.quats", np.all(np.isfinite(np.asarray(splats.quats))), "must be finite"),
+        (
+            "splats.quats",
+            np.all(np.linalg.norm(np.asarray(splats.quats), axis=-1) > 1e-12),
+            "has a zero-norm row",
+        ),
+        (
+            "splats.scales",
+            np.all(np.asarray(splats.scales) > 0),
+            "must be > 0 (activated, e.g. exp(log_scales))",
+        ),
+        ("splats.scales", np.all(np.isfinite(np.asarray(splats.scales))), "must be finite"),
+        (
+            "splats.opacities",
+            np.all((np.asarray(splats.opacities) >= 0) & (np.asarray(splats.opacities) <= 1)),
+            "must lie in [0, 1] (activated, e.g. sigmoid(logits))",
+        ),
+        ("splats.colors", np.all(np.isfinite(np.asarray(splats.colors))), "must be finite"),
+    ]
+    if splats.features is not None:
+        checks.append(("splats.features", np.all(np.isfinite(np.asarray(splats.features))), "must be finite"))
+    if background is not None:
+        checks.append(("background", np.all(np.isfinite(np.asarray(background))), "must be finite"))
+    for name, ok, what in checks:
+        if not ok:
+            raise ValueError(f"render: {name} {what}")
+
+
+def splat_colors(splats: Splats, camera: Camera, sh_degree: int | None) -> jnp.ndarray:
+    """(N, 3) colours: RGB as given, or SH evaluated along the view direction (camera centre -> mean)."""
+    if splats.colors.ndim == 2:
+        return splats.colors
+    return eval_sh(splats.colors, splats.means - camera.center, sh_degree)
+
+
+def resolve_max_pairs(cfg: RenderConfig, num: int, width: int, height: int) -> int:
+    if cfg.max_pairs is not None:
+        return int(cfg.max_pairs)
+    return binning.auto_max_pairs(num, width, height, cfg.tile_size, cfg.tile_capacity)
+
+
+def render(
+    splats: Splats,
+    camera: Camera,
+    background: jnp.ndarray | None = None,
+    cfg: RenderConfig | None = None,
+) -> RenderOut:
+    """Render Gaussians into one camera. Pure, jit-able, vmap-able over cameras, differentiable.
+
+    splats: Splats with N Gaussians (see types.Splats for shapes).
+    camera: one Camera (viewmat (4, 4), K (3, 3); width/height static). For a batch use jax.vmap.
+    background: (3,) colour behind everything (default black).
+    Returns RenderOut (rgb (H, W, 3), alpha (H, W), depth (H, W), features (H, W, F) or None, stats, aux).
+    """
+    cfg = RenderConfig() if cfg is None else cfg
+    if cfg.validate:
+        check_inputs(splats, camera, background)
+    chex.assert_rank(camera.viewmat, 2)
+    W, H = camera.width, camera.height
+    n = splats.means.shape[0]
+    bg = jnp.zeros((3,), jnp.float32) if background is None else jnp.broadcast_to(background, (3,))
+
+    proj = project(splats.means, splats.quats, splats.scales, splats.opacities, camera, cfg.near, cfg.far)
+    colors = splat_colors(splats, camera, cfg.sh_degree)
+    parts = [colors, proj.depths[:, None], jnp.ones((n, 1), colors.dtype)]
+    if splats.features is not None:
+        parts.append(splats.features)
+    values = jnp.concatenate(parts, axis=-1)  # (N, 3 + 1 + 1 + F)
+
+    tiles_x, tiles_y = binning.tile_grid(W, H, cfg.tile_size)
+    layout = comp.Layout(tiles_x, tiles_y, cfg.tile_size, cfg.chunk_size, cfg.chunk_batch)
+    bins = binning.bin_gaussians(
+        proj.means2d,
+        proj.radii,
+        proj.depths,
+        proj.valid,
+        W,
+        H,
+        cfg.tile_size,
+        cfg.tile_capacity,
+        resolve_max_pairs(cfg, n, W, H),
+        cfg.chunk_size,
+        cfg.chunk_batch,
+    )
+    # Culled Gaussians are never binned; zeroing their opacity also keeps NaN-free inputs to the compositor.
+    opac = jnp.where(proj.valid, splats.opacities, 0.0)
+    packed = comp.pack(proj.means2d, proj.conics, opac, values)
+    acc = comp.tiles_to_image(layout, comp.composite_tiles(layout, packed, bins), W, H)
+
+    alpha = acc[..., 4]
+    rgb = acc[..., :3] + (1.0 - alpha)[..., None] * bg
+    depth = jnp.where(alpha > 1e-6, acc[..., 3] / jnp.maximum(alpha, 1e-6), 0.0)
+    features = acc[..., 5:] if splats.features is not None else None
+    aux = {"means2d": proj.means2d, "radii": proj.radii, "depths": proj.depths}
+    return RenderOut(rgb=rgb, alpha=alpha, depth=depth, features=features, stats=bins.stats, aux=aux)

@@ -1,0 +1,251 @@
+"""Front-to-back alpha compositing of chunked tile lists, with a hand-written backward pass.
+
+Forward, for every pixel and the Gaussians of its tile in depth order:
+    sigma_k = 0.5 (a dx^2 + c dy^2) + b dx dy,   d = mean2d - pixel centre
+    alpha_k = min(0.99, o_k exp(-sigma_k)),      skipped (alpha_k := 0) when < 1/255
+    T_k     = prod_{j<k} (1 - alpha_j)
+    k counts iff T_k (1 - alpha_k) > 1e-4        (a prefix of the list: the pixel stops there)
+    out     = sum_k alpha_k T_k v_k              v_k: the Gaussian's values (colour, depth, 1, features...)
+Putting a constant-1 channel in v makes `out` carry the accumulated alpha = 1 - T_final, so the background
+is added outside (by autodiff) and the backward needs no special final-transmittance term:
+    dL/dalpha_k = T_k (v_k . g) - S_k / (1 - alpha_k),   S_k = sum_{j>k} alpha_j T_j (v_j . g),  g = dL/dout.
+
+Work layout: chunks (see bin.py) are processed `chunk_batch` at a time in a loop whose trip count is the
+number of chunks in use. Inside a batch everything is dense: (B, pixels, Q) tensors. A tile's transmittance
+crosses chunk (and batch) boundaries by a segmented scan over the batch plus a carry, in log space.
+The backward walks the batches in reverse, recomputing alpha per pair, and carries the suffix sum S across
+chunks the same way. Memory: O(pixels + Gaussians + chunks x pixels-per-tile), never O(pairs x pixels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from any4d_jax.render.bin import Bins
+from any4d_jax.render.types import ALPHA_MAX, ALPHA_MIN, T_MIN
+
+_LOG_T_MIN = math.log(T_MIN)
+
+# Columns of the packed per-Gaussian array: mean x, mean y, conic a, b, c, opacity, values...
+_MX, _MY, _CA, _CB, _CC, _OP, _V0 = 0, 1, 2, 3, 4, 5, 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Static geometry of the tile grid and of the chunk loop."""
+
+    tiles_x: int
+    tiles_y: int
+    tile_size: int
+    chunk_size: int
+    chunk_batch: int
+
+    @property
+    def num_tiles(self) -> int:
+        return self.tiles_x * self.tiles_y
+
+    @property
+    def tile_pixels(self) -> int:
+        return self.tile_size * self.tile_size
+
+
+def pack(means2d, conics, opacities, values) -> jnp.ndarray:
+    """(N + 1, 6 + C) float32: per-Gaussian inputs of the compositor plus a transparent dummy row N."""
+    packed = jnp.concatenate([means2d, conics, opacities[:, None], values], axis=-1)
+    return jnp.concatenate([packed, jnp.zeros((1, packed.shape[1]), packed.dtype)], axis=0)
+
+
+def _tile_pixel_centres(layout: Layout, tiles: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Pixel centres of each tile in `tiles` (B,) -> px, py (B, tile_pixels)."""
+    ts = layout.tile_size
+    tiles = jnp.minimum(tiles, layout.num_tiles - 1)
+    lx = (jnp.arange(layout.tile_pixels) % ts).astype(jnp.float32)
+    ly = (jnp.arange(layout.tile_pixels) // ts).astype(jnp.float32)
+    px = (tiles % layout.tiles_x * ts).astype(jnp.float32)[:, None] + lx[None, :] + 0.5
+    py = (tiles // layout.tiles_x * ts).astype(jnp.float32)[:, None] + ly[None, :] + 0.5
+    return px, py
+
+
+def _alpha(layout: Layout, g: jnp.ndarray, tiles: jnp.ndarray):
+    """Per pair quantities of a batch. g: (B, Q, 6 + C) gathered Gaussians -> dict of (B, P, Q) arrays."""
+    px, py = _tile_pixel_centres(layout, tiles)
+    dx = g[:, None, :, _MX] - px[:, :, None]
+    dy = g[:, None, :, _MY] - py[:, :, None]
+    a, b, c = g[:, None, :, _CA], g[:, None, :, _CB], g[:, None, :, _CC]
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    e = jnp.exp(-sigma)
+    raw = g[:, None, :, _OP] * e
+    alpha = jnp.minimum(ALPHA_MAX, raw)
+    alpha = jnp.where((alpha >= ALPHA_MIN) & (sigma >= 0.0), alpha, 0.0)
+    return dx, dy, e, raw, alpha
+
+
+def _segmented_sum_scan(vals: jnp.ndarray, starts: jnp.ndarray) -> jnp.ndarray:
+    """Inclusive sums along axis 0 restarting where starts (L,) is True. vals: (L, ...)."""
+
+    def op(x, y):
+        vx, fx = x
+        vy, fy = y
+        fyb = fy.reshape(fy.shape + (1,) * (vy.ndim - fy.ndim))
+        return jnp.where(fyb, vy, vx + vy), fx | fy
+
+    out, _ = jax.lax.associative_scan(op, (vals, starts))
+    return out
+
+
+def _exclusive_with_carry(vals: jnp.ndarray, starts: jnp.ndarray, carry: jnp.ndarray):
+    """Segmented exclusive prefix sums of vals (B, ...) continuing a segment from the previous batch.
+
+    carry (...): the running sum of the segment that the batch's first element continues (ignored if it
+    starts a segment). Returns (exclusive sums (B, ...), carry for the next batch).
+    """
+    ext = jnp.concatenate([carry[None], vals], axis=0)
+    flags = jnp.concatenate([jnp.ones((1,), bool), starts], axis=0)
+    incl = _segmented_sum_scan(ext, flags)
+    fb = starts.reshape(starts.shape + (1,) * (vals.ndim - 1))
+    excl = jnp.where(fb, 0.0, incl[:-1])
+    return excl, incl[-1]
+
+
+def _triangular(q: int, strict_upper: bool) -> jnp.ndarray:
+    """(Q, Q) 0/1 matrix: x @ U gives exclusive prefix sums (upper), x @ L exclusive suffix sums (lower)."""
+    i = jnp.arange(q)
+    m = i[:, None] < i[None, :] if strict_upper else i[:, None] > i[None, :]
+    return m.astype(jnp.float32)
+
+
+def _transmittance(la: jnp.ndarray, log_t0: jnp.ndarray):
+    """log T before each pair. la: (B, P, Q) log(1 - alpha); log_t0: (B, P) at chunk start."""
+    excl = jnp.einsum("bpq,qk->bpk", la, _triangular(la.shape[-1], True))
+    return log_t0[:, :, None] + excl
+
+
+def _num_batches(layout: Layout, num_chunks):
+    return (num_chunks + layout.chunk_batch - 1) // layout.chunk_batch
+
+
+def _forward(layout: Layout, packed: jnp.ndarray, bins: Bins):
+    """Returns out (num_tiles + 1, P, C) and log T at every chunk start (M, P)."""
+    M = bins.chunk_gids.shape[0]
+    B, P = layout.chunk_batch, layout.tile_pixels
+    C = packed.shape[1] - _V0
+
+    def body(i, state):
+        out, log_t0_buf, carry = state
+        s = i * B
+        gids = jax.lax.dynamic_slice_in_dim(bins.chunk_gids, s, B)
+        tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, s, B)
+        first = jax.lax.dynamic_slice_in_dim(bins.chunk_first, s, B)
+        g = packed[gids]  # (B, Q, 6 + C)
+        _, _, _, _, alpha = _alpha(layout, g, tiles)
+        la = jnp.log1p(-alpha)
+        log_t0, carry = _exclusive_with_carry(jnp.sum(la, axis=-1), first, carry)
+        log_t = _transmittance(la, log_t0)
+        keep = (log_t + la > _LOG_T_MIN) & (alpha > 0.0)
+        w = jnp.where(keep, alpha * jnp.exp(log_t), 0.0)
+        contrib = jnp.einsum("bpq,bqc->bpc", w, g[:, :, _V0:])
+        out = out.at[tiles].add(contrib)
+        log_t0_buf = jax.lax.dynamic_update_slice_in_dim(log_t0_buf, log_t0, s, axis=0)
+        return out, log_t0_buf, carry
+
+    init = (
+        jnp.zeros((layout.num_tiles + 1, P, C), packed.dtype),
+        jnp.zeros((M, P), packed.dtype),
+        jnp.zeros((P,), packed.dtype),
+    )
+    out, log_t0_buf, _ = jax.lax.fori_loop(0, _num_batches(layout, bins.num_chunks), body, init)
+    return out, log_t0_buf
+
+
+def _backward(layout: Layout, packed: jnp.ndarray, bins: Bins, log_t0_buf, g_out):
+    """Gradient w.r.t. packed (N + 1, 6 + C) given g_out (num_tiles + 1, P, C)."""
+    B = layout.chunk_batch
+    lower = _triangular(layout.chunk_size, False)
+    nb = _num_batches(layout, bins.num_chunks)
+
+    def body(k, state):
+        grad, carry = state
+        s = (nb - 1 - k) * B
+        gids = jax.lax.dynamic_slice_in_dim(bins.chunk_gids, s, B)
+        tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, s, B)
+        last = jax.lax.dynamic_slice_in_dim(bins.chunk_last, s, B)
+        log_t0 = jax.lax.dynamic_slice_in_dim(log_t0_buf, s, B)
+        g = packed[gids]
+        dx, dy, e, raw, alpha = _alpha(layout, g, tiles)
+        la = jnp.log1p(-alpha)
+        log_t = _transmittance(la, log_t0)
+        keep = (log_t + la > _LOG_T_MIN) & (alpha > 0.0)
+        t = jnp.exp(log_t)
+        w = jnp.where(keep, alpha * t, 0.0)
+        gpix = g_out[tiles]  # (B, P, C)
+        vals = g[:, :, _V0:]
+        vg = jnp.einsum("bpc,bqc->bpq", gpix, vals)
+        wvg = w * vg
+        # Suffix sums behind each pair: inside the chunk, then over later chunks of the tile (reverse scan).
+        s_in = jnp.einsum("bpq,qk->bpk", wvg, lower)
+        s_after_rev, carry = _exclusive_with_carry(jnp.sum(wvg, axis=-1)[::-1], last[::-1], carry)
+        s_behind = s_in + s_after_rev[::-1][:, :, None]
+        dalpha = jnp.where(keep & (raw < ALPHA_MAX), t * vg - s_behind / (1.0 - alpha), 0.0)
+        dsigma = -dalpha * alpha
+        a, b, c = g[:, None, :, _CA], g[:, None, :, _CB], g[:, None, :, _CC]
+        d = jnp.stack(
+            [
+                jnp.sum(dsigma * (a * dx + b * dy), axis=1),
+                jnp.sum(dsigma * (b * dx + c * dy), axis=1),
+                jnp.sum(dsigma * 0.5 * dx * dx, axis=1),
+                jnp.sum(dsigma * dx * dy, axis=1),
+                jnp.sum(dsigma * 0.5 * dy * dy, axis=1),
+                jnp.sum(dalpha * e, axis=1),
+            ],
+            axis=-1,
+        )  # (B, Q, 6)
+        dv = jnp.einsum("bpq,bpc->bqc", w, gpix)
+        grad = grad.at[gids].add(jnp.concatenate([d, dv], axis=-1))
+        return grad, carry
+
+    init = (jnp.zeros_like(packed), jnp.zeros((layout.tile_pixels,), packed.dtype))
+    grad, _ = jax.lax.fori_loop(0, nb, body, init)
+    return grad
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def composite_tiles(layout: Layout, packed: jnp.ndarray, bins: Bins) -> jnp.ndarray:
+    """Weighted sums per pixel: (num_tiles + 1, tile_pixels, C) (last row is scratch for unused chunks)."""
+    out, _ = _forward(layout, packed, bins)
+    return out
+
+
+def _composite_fwd(layout, packed, bins):
+    out, log_t0_buf = _forward(layout, packed, bins)
+    return out, (packed, bins, log_t0_buf)
+
+
+def _composite_bwd(layout, res, g_out):
+    packed, bins, log_t0_buf = res
+    grad = _backward(layout, packed, bins, log_t0_buf, g_out)
+    zeros_like_bins = jax.tree_util.tree_map(
+        lambda x: (
+            jnp.zeros(x.shape, jax.dtypes.float0)
+            if not jnp.issubdtype(x.dtype, jnp.floating)
+            else jnp.zeros_like(x)
+        ),
+        bins,
+    )
+    return grad, zeros_like_bins
+
+
+composite_tiles.defvjp(_composite_fwd, _composite_bwd)
+
+
+def tiles_to_image(layout: Layout, tiled: jnp.ndarray, width: int, height: int) -> jnp.ndarray:
+    """(num_tiles [+ 1], tile_pixels, C) -> (height, width, C)."""
+    ts = layout.tile_size
+    c = tiled.shape[-1]
+    x = tiled[: layout.num_tiles].reshape(layout.tiles_y, layout.tiles_x, ts, ts, c)
+    x = x.transpose(0, 2, 1, 3, 4).reshape(layout.tiles_y * ts, layout.tiles_x * ts, c)
+    return x[:height, :width]

@@ -1,0 +1,87 @@
+"""Pytrees that cross the renderer's API: the splats it draws, its configuration and its outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+from flax import struct
+
+# Compositing constants (shared by the tile renderer and the dense reference).
+ALPHA_MAX = 0.99  # alpha clamp, as the original 3DGS (gsplat uses 0.999)
+ALPHA_MIN = 1.0 / 255.0  # a Gaussian whose alpha at a pixel is below this is skipped there
+T_MIN = 1e-4  # a pixel stops once its transmittance would fall to this or below
+LOWPASS = 0.3  # EWA low-pass added to the 2D covariance (pixels^2)
+MAX_EXTENT = 3.33  # cap of the opacity-aware extent, in standard deviations
+
+
+@struct.dataclass
+class Splats:
+    """Gaussians in activated form, at one instant, in world coordinates.
+
+    means:      (N, 3) float32 centres.
+    quats:      (N, 4) float32 rotations (w, x, y, z); normalised by the renderer, must be non-zero.
+    scales:     (N, 3) float32 standard deviations along the local axes, > 0.
+    opacities:  (N,)   float32 in [0, 1].
+    colors:     (N, 3) float32 RGB, or (N, K, 3) spherical-harmonic coefficients, K in {1, 4, 9, 16}.
+    features:   (N, F) float32 extra channels composited like colour, or None.
+    """
+
+    means: jnp.ndarray
+    quats: jnp.ndarray
+    scales: jnp.ndarray
+    opacities: jnp.ndarray
+    colors: jnp.ndarray
+    features: Any = None
+
+    @property
+    def num(self) -> int:
+        return self.means.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    """Static settings of the renderer (hashable: changing one recompiles).
+
+    near, far:      depth range; Gaussians whose centre lies outside are culled.
+    tile_size:      tile edge in pixels.
+    tile_capacity:  most Gaussians a tile composites (the nearest ones); the rest are counted as dropped.
+    max_pairs:      global budget of tile-Gaussian pairs (static shape). None: `auto_max_pairs`. Pairs beyond
+                    it are dropped farthest-first and counted in stats["dropped_pairs"].
+    chunk_size:     Gaussians per work item of a tile (the compositor processes tiles in chunks of this size).
+    chunk_batch:    chunks processed together per loop step (memory ~ chunk_batch * tile_size^2 * chunk_size).
+    sh_degree:      use SH bands up to this degree (None: all stored bands).
+    validate:       check input values eagerly (outside jit) and raise ValueError on bad input.
+    """
+
+    near: float = 0.01
+    far: float = 1e10
+    tile_size: int = 16
+    tile_capacity: int = 1024
+    max_pairs: int | None = None
+    chunk_size: int = 32
+    chunk_batch: int = 64
+    sh_degree: int | None = None
+    validate: bool = True
+
+
+@struct.dataclass
+class RenderOut:
+    """What `render` returns.
+
+    rgb:      (H, W, 3) composited colour including the background.
+    alpha:    (H, W)    accumulated opacity, 1 - final transmittance.
+    depth:    (H, W)    expected depth: sum(w z) / alpha (0 where alpha ~ 0).
+    features: (H, W, F) composited extra channels (no background), or None.
+    stats:    dict of int32 scalars: num_visible, num_pairs (wanted), dropped_pairs, max_per_tile, num_chunks.
+    aux:      per-Gaussian projection outputs: means2d (N, 2), radii (N, 2) int32, depths (N,); means2d is
+              differentiable, so its gradient gives the screen-space signal used by densification.
+    """
+
+    rgb: jnp.ndarray
+    alpha: jnp.ndarray
+    depth: jnp.ndarray
+    features: Any
+    stats: dict
+    aux: dict

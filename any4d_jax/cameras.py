@@ -69,7 +69,7 @@ def look_at(eye: jnp.ndarray, target: jnp.ndarray, up: jnp.ndarray | tuple = (0.
     up = jnp.broadcast_to(jnp.asarray(up, jnp.float32), eye.shape)
     z = target - eye
     z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
-    x = jnp.cross(z, -up)  # right = forward x down
+    x = jnp.cross(-up, z)  # right = down x forward (x, y, z right-handed with y down)
     x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
     y = jnp.cross(z, x)
     R = jnp.stack([x, y, z], axis=-2)  # rows are the camera axes in world coordinates

@@ -1,0 +1,29 @@
+"""Main entry point: `python -m experiments.run --config=configs/synthetic.py [--config.key=value]`.
+
+Thin by design: parse the config and `--workdir` (default runs/<config name>), then hand over to the library.
+"""
+
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Experiment config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from any4d_jax import demo
+
+    name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
+    workdir = FLAGS.workdir or os.path.join("runs", name)
+    result = demo.run(FLAGS.config, workdir)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -68,6 +68,21 @@ def _saturating_cumsum(x: jnp.ndarray) -> jnp.ndarray:
     return jax.lax.associative_scan(lambda a, b: jnp.minimum(a + b, _SATURATE), x)
 
 
+def _sort_pairs_by_tile(tile: jnp.ndarray, gid: jnp.ndarray, num_tiles: int):
+    """Sort pairs (P,) by tile, keeping slot order (= depth order) inside a tile.
+
+    Slot index p is unique, so the key tile * P + p sorts stably as one integer array, which XLA's CPU sort
+    does ~7x faster than a two-operand stable sort. Grids too large for a 32-bit key use the two-operand sort.
+    """
+    P = tile.shape[0]
+    if (num_tiles + 1) * P < 2**32:
+        key = tile.astype(jnp.uint32) * jnp.uint32(P) + jnp.arange(P, dtype=jnp.uint32)
+        key = jnp.sort(key)
+        slot = (key % jnp.uint32(P)).astype(jnp.int32)
+        return (key // jnp.uint32(P)).astype(jnp.int32), gid[slot]
+    return jax.lax.sort((tile, gid), num_keys=1, is_stable=True)
+
+
 def bin_gaussians(
     means2d: jnp.ndarray,
     radii: jnp.ndarray,
@@ -113,9 +128,7 @@ def bin_gaussians(
     in_use = p < total
     tile = jnp.where(in_use, tile, num_tiles)
     gid = jnp.where(in_use, order[g], n)
-
-    # Stable sort by tile keeps the depth order inside each tile.
-    tile, gid = jax.lax.sort((tile, gid), num_keys=1, is_stable=True)
+    tile, gid = _sort_pairs_by_tile(tile, gid, num_tiles)
 
     per_tile = jnp.zeros(num_tiles + 1, jnp.int32).at[tile].add(1)[:num_tiles]
     tile_start = jnp.cumsum(per_tile) - per_tile

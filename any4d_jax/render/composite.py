@@ -60,29 +60,55 @@ def pack(means2d, conics, opacities, values) -> jnp.ndarray:
     return jnp.concatenate([packed, jnp.zeros((1, packed.shape[1]), packed.dtype)], axis=0)
 
 
-def _tile_pixel_centres(layout: Layout, tiles: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Pixel centres of each tile in `tiles` (B,) -> px, py (B, tile_pixels)."""
+def _pixel_monomials(layout: Layout) -> jnp.ndarray:
+    """(P, 6) [1, u, v, u^2, u v, v^2] of the pixel centres in tile-local coordinates (u, v in [0.5, ts))."""
+    ts = layout.tile_size
+    u = (jnp.arange(layout.tile_pixels) % ts).astype(jnp.float32) + 0.5
+    v = (jnp.arange(layout.tile_pixels) // ts).astype(jnp.float32) + 0.5
+    return jnp.stack([jnp.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
+
+
+def _local_params(layout: Layout, g: jnp.ndarray, tiles: jnp.ndarray):
+    """Tile-local mean (mu, mv) and conic (a, b, c) of gathered Gaussians g (B, Q, 6 + C): each (B, Q)."""
     ts = layout.tile_size
     tiles = jnp.minimum(tiles, layout.num_tiles - 1)
-    lx = (jnp.arange(layout.tile_pixels) % ts).astype(jnp.float32)
-    ly = (jnp.arange(layout.tile_pixels) // ts).astype(jnp.float32)
-    px = (tiles % layout.tiles_x * ts).astype(jnp.float32)[:, None] + lx[None, :] + 0.5
-    py = (tiles // layout.tiles_x * ts).astype(jnp.float32)[:, None] + ly[None, :] + 0.5
-    return px, py
+    ox = (tiles % layout.tiles_x * ts).astype(jnp.float32)[:, None]
+    oy = (tiles // layout.tiles_x * ts).astype(jnp.float32)[:, None]
+    return g[..., _MX] - ox, g[..., _MY] - oy, g[..., _CA], g[..., _CB], g[..., _CC]
 
 
 def _alpha(layout: Layout, g: jnp.ndarray, tiles: jnp.ndarray):
-    """Per pair quantities of a batch. g: (B, Q, 6 + C) gathered Gaussians -> dict of (B, P, Q) arrays."""
-    px, py = _tile_pixel_centres(layout, tiles)
-    dx = g[:, None, :, _MX] - px[:, :, None]
-    dy = g[:, None, :, _MY] - py[:, :, None]
-    a, b, c = g[:, None, :, _CA], g[:, None, :, _CB], g[:, None, :, _CC]
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    """Per-pair terms of a batch: exp(-sigma), o exp(-sigma) and alpha, each (B, P, Q).
+
+    Offsets are taken in tile-local coordinates (small numbers), which keeps sigma accurate in float32.
+    """
+    mu, mv, a, b, c = _local_params(layout, g, tiles)
+    mono = _pixel_monomials(layout)
+    dx = mu[:, None, :] - mono[None, :, 1, None]
+    dy = mv[:, None, :] - mono[None, :, 2, None]
+    sigma = 0.5 * (a[:, None, :] * dx * dx + c[:, None, :] * dy * dy) + b[:, None, :] * dx * dy
     e = jnp.exp(-sigma)
     raw = g[:, None, :, _OP] * e
     alpha = jnp.minimum(ALPHA_MAX, raw)
     alpha = jnp.where((alpha >= ALPHA_MIN) & (sigma >= 0.0), alpha, 0.0)
-    return dx, dy, e, raw, alpha
+    return e, raw, alpha
+
+
+def _conic_grads(layout: Layout, g, tiles, dsigma):
+    """Chain dL/dsigma (B, P, Q) to (dmx, dmy, da, db, dc), each (B, Q).
+
+    sigma is a quadratic in the pixel position (u, v), so the sums over pixels reduce to six moments
+    sum_p dsigma [1, u, v, u^2, uv, v^2] from which every parameter's gradient follows in closed form.
+    """
+    mu, mv, a, b, c = _local_params(layout, g, tiles)
+    mono = _pixel_monomials(layout)
+    m = [jnp.sum(dsigma * mono[None, :, k, None], axis=1) for k in range(6)]  # 6 x (B, Q)
+    dmx = m[0] * (a * mu + b * mv) - m[1] * a - m[2] * b
+    dmy = m[0] * (b * mu + c * mv) - m[1] * b - m[2] * c
+    da = 0.5 * m[0] * mu * mu - m[1] * mu + 0.5 * m[3]
+    db = m[0] * mu * mv - m[1] * mv - m[2] * mu + m[4]
+    dc = 0.5 * m[0] * mv * mv - m[2] * mv + 0.5 * m[5]
+    return dmx, dmy, da, db, dc
 
 
 def _segmented_sum_scan(vals: jnp.ndarray, starts: jnp.ndarray) -> jnp.ndarray:
@@ -142,7 +168,7 @@ def _forward(layout: Layout, packed: jnp.ndarray, bins: Bins):
         tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, s, B)
         first = jax.lax.dynamic_slice_in_dim(bins.chunk_first, s, B)
         g = packed[gids]  # (B, Q, 6 + C)
-        _, _, _, _, alpha = _alpha(layout, g, tiles)
+        _, _, alpha = _alpha(layout, g, tiles)
         la = jnp.log1p(-alpha)
         log_t0, carry = _exclusive_with_carry(jnp.sum(la, axis=-1), first, carry)
         log_t = _transmittance(la, log_t0)
@@ -176,7 +202,7 @@ def _backward(layout: Layout, packed: jnp.ndarray, bins: Bins, log_t0_buf, g_out
         last = jax.lax.dynamic_slice_in_dim(bins.chunk_last, s, B)
         log_t0 = jax.lax.dynamic_slice_in_dim(log_t0_buf, s, B)
         g = packed[gids]
-        dx, dy, e, raw, alpha = _alpha(layout, g, tiles)
+        e, raw, alpha = _alpha(layout, g, tiles)
         la = jnp.log1p(-alpha)
         log_t = _transmittance(la, log_t0)
         keep = (log_t + la > _LOG_T_MIN) & (alpha > 0.0)
@@ -192,18 +218,8 @@ def _backward(layout: Layout, packed: jnp.ndarray, bins: Bins, log_t0_buf, g_out
         s_behind = s_in + s_after_rev[::-1][:, :, None]
         dalpha = jnp.where(keep & (raw < ALPHA_MAX), t * vg - s_behind / (1.0 - alpha), 0.0)
         dsigma = -dalpha * alpha
-        a, b, c = g[:, None, :, _CA], g[:, None, :, _CB], g[:, None, :, _CC]
-        d = jnp.stack(
-            [
-                jnp.sum(dsigma * (a * dx + b * dy), axis=1),
-                jnp.sum(dsigma * (b * dx + c * dy), axis=1),
-                jnp.sum(dsigma * 0.5 * dx * dx, axis=1),
-                jnp.sum(dsigma * dx * dy, axis=1),
-                jnp.sum(dsigma * 0.5 * dy * dy, axis=1),
-                jnp.sum(dalpha * e, axis=1),
-            ],
-            axis=-1,
-        )  # (B, Q, 6)
+        dmx, dmy, da, db, dc = _conic_grads(layout, g, tiles, dsigma)
+        d = jnp.stack([dmx, dmy, da, db, dc, jnp.sum(dalpha * e, axis=1)], axis=-1)  # (B, Q, 6)
         dv = jnp.einsum("bpq,bpc->bqc", w, gpix)
         grad = grad.at[gids].add(jnp.concatenate([d, dv], axis=-1))
         return grad, carry

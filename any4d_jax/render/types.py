@@ -60,8 +60,8 @@ class RenderConfig:
     tile_size: int = 16
     tile_capacity: int = 1024
     max_pairs: int | None = None
-    chunk_size: int = 32
-    chunk_batch: int = 64
+    chunk_size: int = 16
+    chunk_batch: int = 32
     sh_degree: int | None = None
     validate: bool = True
 

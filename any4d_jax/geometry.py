@@ -38,6 +38,7 @@ __all__ = [
     "vee",
     "so3_exp",
     "so3_log",
+    "so3_exp_quat",
     "se3_exp",
     "se3_log",
     "se3_apply",
@@ -381,6 +382,24 @@ def so3_exp(w: Array) -> Array:
     t2 = jnp.sum(w * w, axis=-1)[..., None, None]
     W = hat(w)
     return _eye_like(w, 3) + _sinc_sq(t2) * W + _one_minus_cos_sq(t2) * (W @ W)
+
+
+def so3_exp_quat(w: Array) -> Array:
+    """Exponential map of SO(3) as a unit quaternion: ``(cos(t/2), sin(t/2) w / t)``, ``t = |w|``.
+
+    Same rotation as ``so3_exp(w)`` without building a matrix; values and gradients exact at ``w = 0``.
+
+    Args:
+      w: ``(..., 3)`` axis-angle vector.
+
+    Returns:
+      ``(..., 4)`` quaternion ``(w, x, y, z)`` (``w >= 0`` for ``|w| <= pi``).
+    """
+    t2 = jnp.sum(w * w, axis=-1, keepdims=True)
+    h2 = 0.25 * t2  # (t/2)^2
+    cos_half = 1.0 - h2 * _one_minus_cos_sq(h2)
+    sin_half_over_t = 0.5 * _sinc_sq(h2)
+    return jnp.concatenate([cos_half, sin_half_over_t * w], axis=-1)
 
 
 # Below this cosine of the angle (t > pi/2), so3_log recovers the axis from the symmetric part of R.

@@ -1,0 +1,169 @@
+"""The hybrid motion basis: exactness for rigid motion, identity at t0, masks, regularisers, gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from any4d_jax import geometry, motion
+from any4d_jax.motion import MotionConfig
+
+
+def _expm_se3(xi):
+    """float64 matrix exponential of a twist (omega, v) by a 40-term series (independent of geometry.py)."""
+    w, v = np.asarray(xi[:3], np.float64), np.asarray(xi[3:], np.float64)
+    A = np.zeros((4, 4))
+    A[:3, :3] = [[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]]
+    A[:3, 3] = v
+    out, term = np.eye(4), np.eye(4)
+    for k in range(1, 40):
+        term = term @ A / k
+        out = out + term
+    return out
+
+
+def _random_params(cfg, n, key, scale=0.3):
+    k = jax.random.split(key, 3)
+    K = cfg.num_time_params
+    return motion.MotionParams(
+        generator=scale * jax.random.normal(k[0], (K, cfg.num_generator_channels, 6)),
+        learnable=scale * jax.random.normal(k[1], (K, cfg.num_learnable_bases, 6)),
+        weights=jax.random.normal(k[2], (n, cfg.num_bases)),
+    )
+
+
+def _points(key, n):
+    k1, k2 = jax.random.split(key)
+    q = jax.random.normal(k2, (n, 4))
+    return jax.random.normal(k1, (n, 3)), q / jnp.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def test_single_rigid_motion_is_exact_with_generator_bases_alone():
+    cfg = MotionConfig(num_frames=5, num_generator_channels=1, num_learnable_bases=0, time_basis="per_frame")
+    rng = np.random.default_rng(0)
+    xi_gt = np.concatenate([np.zeros((1, 6)), rng.normal(0, 0.8, (4, 6))]).astype(np.float32)
+    params = motion.MotionParams(
+        generator=jnp.asarray(xi_gt)[:, None, :],  # a_{0,k}(t) = xi_k(t): one channel spans se(3)
+        learnable=jnp.zeros((5, 0, 6)),
+        weights=jnp.ones((7, 6)),
+    )
+    means, quats = _points(jax.random.PRNGKey(1), 7)
+    for t in range(5):
+        T = _expm_se3(xi_gt[t])
+        m_t, q_t = motion.apply_motion(means, quats, params, cfg, float(t))
+        want = np.asarray(means, np.float64) @ T[:3, :3].T + T[:3, 3]
+        np.testing.assert_allclose(m_t, want, atol=2e-5)
+        R_t = np.asarray(geometry.quat_to_rotmat(q_t), np.float64)
+        R_want = T[:3, :3] @ np.asarray(geometry.quat_to_rotmat(quats), np.float64)
+        np.testing.assert_allclose(R_t, R_want, atol=2e-5)
+
+
+@pytest.mark.parametrize("basis", ["per_frame", "dct"])
+def test_identity_at_canonical_frame_and_motion_elsewhere(basis):
+    cfg = MotionConfig(
+        num_frames=6,
+        num_generator_channels=2,
+        num_learnable_bases=3,
+        time_basis=basis,
+        num_time_coeffs=4,
+        canonical_frame=2,
+    )
+    params = _random_params(cfg, 9, jax.random.PRNGKey(2))
+    means, quats = _points(jax.random.PRNGKey(3), 9)
+    m0, q0 = motion.apply_motion(means, quats, params, cfg, 2.0)
+    np.testing.assert_array_equal(motion.gaussian_twists(params, cfg, 2.0), 0.0)
+    np.testing.assert_allclose(m0, means, atol=1e-6)
+    np.testing.assert_allclose(q0, quats, atol=1e-6)
+    m4, _ = motion.apply_motion(means, quats, params, cfg, 4.0)
+    assert float(jnp.max(jnp.abs(m4 - means))) > 1e-2
+
+
+def test_per_frame_trajectories_interpolate_linearly_between_frames():
+    cfg = MotionConfig(num_frames=4, num_generator_channels=1, num_learnable_bases=2, time_basis="per_frame")
+    params = _random_params(cfg, 5, jax.random.PRNGKey(4))
+    x1, x2 = motion.gaussian_twists(params, cfg, 1.0), motion.gaussian_twists(params, cfg, 2.0)
+    np.testing.assert_allclose(motion.gaussian_twists(params, cfg, 1.25), 0.75 * x1 + 0.25 * x2, atol=1e-6)
+
+
+def test_masked_bases_have_no_effect():
+    cfg = MotionConfig(num_frames=5, num_generator_channels=2, num_learnable_bases=4)
+    params = _random_params(cfg, 6, jax.random.PRNGKey(5))
+    mask = motion.basis_mask(cfg, generator_channels=1, learnable_bases=2)
+    assert mask.shape == (16,) and float(mask.sum()) == 8
+    other = params.replace(
+        generator=params.generator.at[:, 1].add(1.0), learnable=params.learnable.at[:, 2:].add(1.0)
+    )
+    np.testing.assert_allclose(
+        motion.gaussian_twists(params, cfg, 3.0, mask),
+        motion.gaussian_twists(other, cfg, 3.0, mask),
+        atol=1e-6,
+    )
+    assert (
+        float(
+            jnp.max(
+                jnp.abs(motion.gaussian_twists(other, cfg, 3.0) - motion.gaussian_twists(params, cfg, 3.0))
+            )
+        )
+        > 0.1
+    )
+    with pytest.raises(ValueError, match="exceeds the allocation"):
+        motion.basis_mask(cfg, generator_channels=3)
+
+
+def test_gradients_finite_at_zero_motion():
+    cfg = MotionConfig(num_frames=5, num_generator_channels=1, num_learnable_bases=2)
+    means, quats = _points(jax.random.PRNGKey(6), 8)
+    params = motion.init_params(cfg, 8, weights=jnp.ones((8, cfg.num_bases)))
+    target = means + 0.1
+    nbrs = motion.knn(means, 3)
+
+    def loss(p):
+        m, q = motion.apply_motion(means, quats, p, cfg, 3.0)
+        return (
+            jnp.sum((m - target) ** 2)
+            + jnp.sum(q)
+            + motion.acceleration_loss(p, cfg)
+            + motion.sparsity_loss(p)
+            + motion.rigidity_loss(means, m, nbrs)
+        )
+
+    g = jax.grad(loss)(params)
+    for leaf in jax.tree_util.tree_leaves(g):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    assert float(jnp.abs(g.learnable).sum()) > 0 and float(jnp.abs(g.generator).sum()) > 0
+
+
+def test_regularisers_against_closed_forms():
+    cfg = MotionConfig(num_frames=6, num_generator_channels=1, num_learnable_bases=1, time_basis="per_frame")
+    t = jnp.arange(6.0)[:, None, None]
+    linear = motion.MotionParams(
+        generator=0.1 * t * jnp.ones((6, 1, 6)),
+        learnable=0.2 * t * jnp.ones((6, 1, 6)),
+        weights=jnp.ones((3, 7)),
+    )
+    assert float(motion.acceleration_loss(linear, cfg)) < 1e-10  # constant velocity: no acceleration
+    bumped = linear.replace(learnable=linear.learnable.at[3, 0, 0].add(1.0))
+    # One bump of 1 at frame 3 gives second differences 1, -2, 1 in one of 7 x 6 trajectories... (4 x 7 terms)
+    np.testing.assert_allclose(float(motion.acceleration_loss(bumped, cfg)), 6.0 / (4 * 7), rtol=1e-5)
+
+    pts = jax.random.normal(jax.random.PRNGKey(7), (50, 3))
+    nbrs = motion.knn(pts, 4, block=16)
+    d = np.linalg.norm(np.asarray(pts)[:, None] - np.asarray(pts)[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    np.testing.assert_array_equal(np.sort(np.asarray(nbrs), 1), np.sort(np.argsort(d, 1)[:, :4], 1))
+    R = geometry.so3_exp(jnp.array([0.3, -0.5, 0.9]))
+    rigid = pts @ R.T + jnp.array([1.0, 2.0, 3.0])
+    assert float(motion.rigidity_loss(pts, rigid, nbrs)) < 1e-10
+    assert float(motion.rigidity_loss(pts, pts * jnp.array([1.0, 1.0, 1.5]), nbrs)) > 1e-3
+
+
+def test_kmeans_weights_are_one_hot_per_kind():
+    cfg = MotionConfig(num_frames=3, num_generator_channels=2, num_learnable_bases=3)
+    pts = jnp.concatenate([jnp.zeros((10, 3)), jnp.ones((10, 3)) * 5, -jnp.ones((10, 3)) * 5])
+    pts = pts + 0.01 * jax.random.normal(jax.random.PRNGKey(8), pts.shape)
+    w = motion.kmeans_weights(pts, cfg, jax.random.PRNGKey(9))
+    assert w.shape == (30, 15)
+    np.testing.assert_allclose(w[:, :12].sum(1), 6.0)  # one generator channel, all 6 components
+    np.testing.assert_allclose(w[:, 12:].sum(1), 1.0)  # one learnable basis
+    lab = np.argmax(np.asarray(w[:, 12:]), 1)
+    assert len(set(lab[:10])) == len(set(lab[10:20])) == len(set(lab[20:])) == 1 and len(set(lab)) == 3

@@ -1,27 +1,78 @@
-"""Default config: the embedded synthetic scene (no download, runs anywhere)."""
+"""Default config: reconstruct the embedded synthetic dynamic scene (no download, runs anywhere on CPU).
+
+python -m experiments.run --config=configs/synthetic.py [--config.train.num_steps=3000] [--workdir=runs/x]
+"""
 
 import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.seed = 0  # PRNG seed of the procedural scene
+    c.seed = 0  # PRNG seed: scene content, initialisation and the training frame order
+    c.resume = True  # continue from the latest checkpoint in the workdir, if any
 
-    c.scene = ml_collections.ConfigDict()
-    c.scene.num_gaussians = 20000  # Gaussians in the demo scene
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthetic"  # data source (only the procedural scene so far)
+    c.data.num_frames = 24  # time steps T (one training view per step)
+    c.data.width = 128  # image width in pixels
+    c.data.height = 96  # image height in pixels
+    c.data.fov_deg = 55.0  # horizontal field of view of every camera
+    c.data.num_background = 6000  # Gaussians of the ground-truth static background
+    c.data.num_per_object = 1200  # Gaussians per ground-truth dynamic object
+    c.data.train_arc_deg = 50.0  # azimuth span swept by the training camera
+    c.data.eval_azimuths_deg = (-12.0, 12.0)  # static held-out cameras (inside the training span)
 
-    c.camera = ml_collections.ConfigDict()
-    c.camera.num_views = 4  # views along the orbit
-    c.camera.radius = 3.2  # orbit radius (world units)
-    c.camera.elevation_deg = 20.0  # camera height above the scene's horizon, degrees
+    c.model = ml_collections.ConfigDict()
+    c.model.capacity = 10000  # Gaussian slots (fixed shape; density control fills free slots)
+    c.model.sh_degree = 1  # spherical-harmonic degree of the colours
+    c.model.init_stride = 2  # pixel stride of the canonical frame's depth unprojection
+    c.model.init_stride_static = 6  # pixel stride for static pixels of the other frames
+    c.model.init_fraction = 0.5  # at most this fraction of the capacity is used at initialisation
+    c.model.init_opacity = 0.5  # initial opacity of every Gaussian
+
+    c.motion = ml_collections.ConfigDict()
+    c.motion.preset = "hybrid"  # hybrid | generators_only | learnable_only | static (baselines)
+    c.motion.num_generator_channels = 2  # C: 6 C generator bases (hybrid preset)
+    c.motion.num_learnable_bases = 8  # B_l learnable SE(3) bases (hybrid preset)
+    c.motion.time_basis = "dct"  # per_frame | dct
+    c.motion.num_time_coeffs = 10  # DCT terms per trajectory
+    c.motion.canonical_frame = 0  # t0: motion is the identity there
+    c.motion.init_weight = 1.0  # scale of the k-means one-hot initial weights
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1500  # optimisation steps (one random training frame each)
+    c.train.ssim_lambda = 0.2  # photometric = (1 - l) L1 + l (1 - SSIM)
+    c.train.depth_weight = 0.05  # L1 on z-depth where the data has depth (0 disables)
+    c.train.accel_weight = 0.1  # temporal acceleration of basis trajectories
+    c.train.rigidity_weight = 0.5  # local rigidity over k nearest neighbours
+    c.train.rigidity_k = 8  # neighbours for the rigidity loss (refreshed at each densification)
+    c.train.sparsity_weight = 1e-4  # L1 on motion weights
+    c.train.densify_from = 200  # first step of adaptive density control
+    c.train.densify_until = 1000  # last step of adaptive density control
+    c.train.densify_every = 100  # steps between density-control rounds
+    c.train.densify_grad_threshold = 2e-4  # mean screen-space gradient (NDC) that triggers clone/split
+    c.train.prune_opacity = 0.005  # prune Gaussians fainter than this
+    c.train.log_every = 25  # steps between progress updates (and non-finite checks)
+    c.train.checkpoint_every = 500  # steps between orbax checkpoints (and one at the end)
+    c.train.keep_checkpoints = 2  # checkpoints kept on disk
+    c.train.stop_after = -1  # stop early after this step (simulates preemption; -1 = never)
+    c.train.lr = ml_collections.ConfigDict()
+    c.train.lr.means = 1.6e-4  # x scene extent, decays x0.01 over the run
+    c.train.lr.quats = 1e-3  # rotations
+    c.train.lr.scales = 5e-3  # log scales
+    c.train.lr.opacities = 5e-2  # opacity logits
+    c.train.lr.colors = 2.5e-3  # SH coefficients
+    c.train.lr.motion_trajectories = 5e-3  # basis trajectory coefficients
+    c.train.lr.motion_weights = 1e-2  # per-Gaussian blend weights
 
     c.render = ml_collections.ConfigDict()
-    c.render.width = 256  # image width in pixels
-    c.render.height = 192  # image height in pixels
-    c.render.fov_deg = 55.0  # horizontal field of view, degrees
-    c.render.background = (1.0, 1.0, 1.0)  # RGB behind everything
-    c.render.tile_capacity = (
-        1024  # most Gaussians composited per 16x16 tile (nearest kept; drops are counted)
-    )
+    c.render.background = (1.0, 1.0, 1.0)  # RGB behind everything (data and model)
+    c.render.tile_capacity = 1024  # most Gaussians composited per 16x16 tile (drops are counted)
     c.render.max_pairs = ml_collections.config_dict.placeholder(int)  # tile-pair budget; None = automatic
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.fps = 12  # frame rate of the videos
+    c.eval.novel_views = 48  # frames of the novel orbit video
+    c.eval.novel_arc_deg = 80.0  # azimuth span of the novel orbit (wider than training)
+    c.eval.write_ply = True  # write the Gaussians of every frame as 3DGS PLY
     return c

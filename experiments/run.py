@@ -17,12 +17,17 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from any4d_jax import demo
+    from any4d_jax import pipeline
 
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or os.path.join("runs", name)
-    result = demo.run(FLAGS.config, workdir)
-    print(json.dumps(result, indent=2))
+    result = pipeline.train_and_evaluate(FLAGS.config, workdir)
+    summary = result.get("summary", {})
+    if summary:
+        print("\n| metric | value |\n|---|---|")
+        for k, v in summary.items():
+            print(f"| {k} | {v:.4f} |")
+    print(json.dumps({k: v for k, v in result.items() if k != "summary"}, indent=2))
 
 
 if __name__ == "__main__":

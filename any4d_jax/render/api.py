@@ -104,12 +104,15 @@ def render(
     camera: Camera,
     background: jnp.ndarray | None = None,
     cfg: RenderConfig | None = None,
+    means2d_offset: jnp.ndarray | None = None,
 ) -> RenderOut:
     """Render Gaussians into one camera. Pure, jit-able, vmap-able over cameras, differentiable.
 
     splats: Splats with N Gaussians (see types.Splats for shapes).
     camera: one Camera (viewmat (4, 4), K (3, 3); width/height static). For a batch use jax.vmap.
     background: (3,) colour behind everything (default black).
+    means2d_offset: optional (N, 2) zeros added to the projected centres; the gradient of a loss w.r.t. it is
+        the screen-space positional gradient that adaptive density control accumulates.
     Returns RenderOut (rgb (H, W, 3), alpha (H, W), depth (H, W), features (H, W, F) or None, stats, aux).
     """
     cfg = RenderConfig() if cfg is None else cfg
@@ -121,6 +124,8 @@ def render(
     bg = jnp.zeros((3,), jnp.float32) if background is None else jnp.broadcast_to(background, (3,))
 
     proj = project(splats.means, splats.quats, splats.scales, splats.opacities, camera, cfg.near, cfg.far)
+    if means2d_offset is not None:
+        proj = proj.replace(means2d=proj.means2d + means2d_offset)
     colors = splat_colors(splats, camera, cfg.sh_degree)
     parts = [colors, proj.depths[:, None], jnp.ones((n, 1), colors.dtype)]
     if splats.features is not None:

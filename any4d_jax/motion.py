@@ -11,6 +11,12 @@ Trajectories are coefficients of a time basis phi(t) (K_t,): `per_frame` (hat fu
 one value per frame, linearly interpolated between frames) or `dct` (cos(pi j (t + 0.5) / T), j = 1..K_t).
 The canonical frame t0 is the identity exactly: xi(t) = (phi(t) - phi(t0)) . coefficients.
 
+Pivots: every generator channel and learnable basis acts about a fixed pivot p (its cluster's centroid at
+initialisation): its twist (omega, v) is read in a frame centred at p, i.e. it is the world twist
+(omega, v + p x omega) (the adjoint of a translation, linear, so blending stays a linear blend of twists).
+This only reparameterises the same motions, but a rotation about an object's own centre then needs no
+compensating translation, which makes it far easier to learn. Pivots are not trained.
+
 Weight layout (B = 6 C + B_l): generator bases first, channel-major (index 6 c + k), then learnable bases.
 """
 
@@ -76,15 +82,20 @@ class MotionParams:
     generator: (K_t, C, 6)   coefficients of the scalar trajectories a_{c,k}(t).
     learnable: (K_t, B_l, 6) coefficients of the learnable twists xi_b(t).
     weights:   (N, B)        per-Gaussian blend weights, B = 6 C + B_l.
+    generator_pivots: (C, 3), learnable_pivots: (B_l, 3)  fixed pivots (zeros: the world origin).
     """
 
     generator: jnp.ndarray
     learnable: jnp.ndarray
     weights: jnp.ndarray
+    generator_pivots: jnp.ndarray
+    learnable_pivots: jnp.ndarray
 
 
-def init_params(cfg: MotionConfig, num_gaussians: int, weights: jnp.ndarray | None = None) -> MotionParams:
-    """Zero trajectories (no motion anywhere) and the given or all-zero weights."""
+def init_params(
+    cfg: MotionConfig, num_gaussians: int, weights: jnp.ndarray | None = None, pivots: tuple | None = None
+) -> MotionParams:
+    """Zero trajectories (no motion anywhere), the given or all-zero weights, and pivots (default origin)."""
     k = cfg.num_time_params
     if weights is None:
         weights = jnp.zeros((num_gaussians, cfg.num_bases), jnp.float32)
@@ -96,6 +107,12 @@ def init_params(cfg: MotionConfig, num_gaussians: int, weights: jnp.ndarray | No
         generator=jnp.zeros((k, cfg.num_generator_channels, 6), jnp.float32),
         learnable=jnp.zeros((k, cfg.num_learnable_bases, 6), jnp.float32),
         weights=weights,
+        generator_pivots=jnp.zeros((cfg.num_generator_channels, 3), jnp.float32)
+        if pivots is None
+        else pivots[0],
+        learnable_pivots=jnp.zeros((cfg.num_learnable_bases, 3), jnp.float32)
+        if pivots is None
+        else pivots[1],
     )
 
 
@@ -135,17 +152,28 @@ def basis_twists(params: MotionParams, cfg: MotionConfig, t) -> tuple[jnp.ndarra
     return jnp.einsum("k,kcd->cd", phi, params.generator), jnp.einsum("k,kbd->bd", phi, params.learnable)
 
 
+def _about_pivot(xi: jnp.ndarray, pivot: jnp.ndarray) -> jnp.ndarray:
+    """World twist of a twist read in a frame centred at `pivot`: (omega, v + p x omega).
+
+    xi: (..., 6), pivot: (..., 3) -> (..., 6).
+    """
+    w = xi[..., :3]
+    return jnp.concatenate([w, xi[..., 3:] + jnp.cross(pivot, w)], axis=-1)
+
+
 def gaussian_twists(
     params: MotionParams, cfg: MotionConfig, t, mask: jnp.ndarray | None = None
 ) -> jnp.ndarray:
-    """(N, 6) blended twist of every Gaussian at time t."""
+    """(N, 6) blended world twist of every Gaussian at time t."""
     a, xi = basis_twists(params, cfg, t)
     w = params.weights if mask is None else params.weights * mask
     n = w.shape[0]
     wg = w[:, : cfg.num_generator_bases].reshape(n, cfg.num_generator_channels, 6)
     wl = w[:, cfg.num_generator_bases :]
-    # Generator basis (c, k) has twist a_ck(t) e_k: it only feeds component k of the blended twist.
-    return jnp.einsum("nck,ck->nk", wg, a) + wl @ xi
+    # Generator basis (c, k) has twist a_ck(t) e_k about pivot c: per Gaussian and channel the blended twist
+    # is w_c * a_c (componentwise), moved to world coordinates about the channel's pivot.
+    gen = jnp.sum(_about_pivot(wg * a[None], params.generator_pivots[None]), axis=1)
+    return gen + wl @ _about_pivot(xi, params.learnable_pivots)
 
 
 def transforms(params: MotionParams, cfg: MotionConfig, t, mask=None) -> jnp.ndarray:
@@ -276,3 +304,17 @@ def kmeans_weights(
     if not parts:
         return jnp.zeros((n, 0), jnp.float32)
     return jnp.concatenate(parts, axis=1).astype(jnp.float32)
+
+
+def pivots_from_weights(means: jnp.ndarray, weights: jnp.ndarray, cfg: MotionConfig) -> tuple:
+    """Pivots (C, 3), (B_l, 3): the weighted centroid of the Gaussians using each channel / basis."""
+    w = jnp.abs(weights)
+    wg = w[:, : cfg.num_generator_bases].reshape(-1, cfg.num_generator_channels, 6).mean(-1)  # (N, C)
+    wl = w[:, cfg.num_generator_bases :]
+
+    def centroid(ww):
+        tot = jnp.sum(ww, axis=0)
+        c = (ww.T @ means) / jnp.maximum(tot, 1e-12)[:, None]
+        return jnp.where(tot[:, None] > 0, c, jnp.mean(means, axis=0))
+
+    return centroid(wg), centroid(wl)

@@ -76,6 +76,7 @@ class Setup:
     accel_weight: float
     rigidity_weight: float
     sparsity_weight: float
+    time_ramp_steps: int
 
 
 def motion_config(config: ml_collections.ConfigDict, num_frames: int) -> motion.MotionConfig:
@@ -111,6 +112,7 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
         accel_weight=t.accel_weight,
         rigidity_weight=t.rigidity_weight,
         sparsity_weight=t.sparsity_weight,
+        time_ramp_steps=t.time_ramp_steps,
     )
 
 
@@ -132,12 +134,17 @@ def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.Gr
         "sh": optax.adam(lr.colors),
         "motion_traj": optax.adam(lr.motion_trajectories),
         "motion_weights": optax.adam(lr.motion_weights),
+        "frozen": optax.set_to_zero(),
     }
 
     def labels(params):
         out = {k: k for k in ("means", "quats", "log_scales", "opacity_logits", "sh")}
         out["motion"] = motion.MotionParams(
-            generator="motion_traj", learnable="motion_traj", weights="motion_weights"
+            generator="motion_traj",
+            learnable="motion_traj",
+            weights="motion_weights",
+            generator_pivots="frozen",
+            learnable_pivots="frozen",
         )
         return out
 
@@ -189,7 +196,16 @@ def make_train_step(setup: Setup, optimizer: optax.GradientTransformation):
 
     def step(state: TrainState, data: dict, mask):
         rng, pick = jax.random.split(state.rng)
-        i = jax.random.randint(pick, (), 0, data["rgb"].shape[0])
+        num = data["rgb"].shape[0]
+        # Curriculum: frames (in time order) are drawn from a window around the canonical frame that grows
+        # to the whole clip over time_ramp_steps, so motion is learned outward from t0, not from scattered
+        # frames at once.
+        lo, hi = 0, num
+        if setup.time_ramp_steps > 0:
+            half = jnp.ceil(num * (state.step + 1) / setup.time_ramp_steps).astype(jnp.int32)
+            t0 = setup.motion.canonical_frame
+            lo, hi = jnp.maximum(0, t0 - half), jnp.minimum(num, t0 + half + 1)
+        i = jax.random.randint(pick, (), lo, hi)
         batch = jax.tree_util.tree_map(lambda x: x[i], data)
         offset = jnp.zeros((state.active.shape[0], 2), jnp.float32)
         grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
@@ -235,7 +251,9 @@ def init_gaussians(config: ml_collections.ConfigDict, frames: Frames):
     static = ~fg if frames.mask is not None else np.zeros(depth.shape, bool)
     static[t0] = False
     p0, c0 = gs.points_from_depth(depth, frames.rgb, frames.cameras, stride=m.init_stride, mask=canon & ~fg)
-    p1, c1 = gs.points_from_depth(depth, frames.rgb, frames.cameras, stride=m.init_stride, mask=canon & fg)
+    p1, c1 = gs.points_from_depth(
+        depth, frames.rgb, frames.cameras, stride=m.init_stride_dynamic, mask=canon & fg
+    )
     p2, c2 = gs.points_from_depth(depth, frames.rgb, frames.cameras, stride=m.init_stride_static, mask=static)
     pts, cols = np.concatenate([p0, p1, p2]), np.concatenate([c0, c1, c2])
     dyn = np.zeros(len(pts), bool)
@@ -263,7 +281,9 @@ def init_state(config, setup: Setup, frames: Frames, optimizer) -> TrainState:
         "log_scales": g.log_scales,
         "opacity_logits": g.opacity_logits,
         "sh": g.sh,
-        "motion": motion.init_params(setup.motion, g.capacity, weights),
+        "motion": motion.init_params(
+            setup.motion, g.capacity, weights, motion.pivots_from_weights(g.means, weights, setup.motion)
+        ),
     }
     n = g.capacity
     return TrainState(
@@ -272,10 +292,20 @@ def init_state(config, setup: Setup, frames: Frames, optimizer) -> TrainState:
         active=g.active,
         grad_accum=jnp.zeros((n,), jnp.float32),
         vis_count=jnp.zeros((n,), jnp.float32),
-        neighbours=motion.knn(g.means, config.train.rigidity_k, g.active),
+        neighbours=rigidity_neighbours(params, g.active, config.train.rigidity_k, 1.0),
         step=jnp.zeros((), jnp.int32),
         rng=k_run,
     )
+
+
+def rigidity_neighbours(params: dict, active, k: int, weight_scale: float) -> jnp.ndarray:
+    """k nearest neighbours in (position, motion weights) space.
+
+    Distances include the weights so that a Gaussian's neighbours move with the same bases: a cube resting on
+    the ground is not tied rigidly to the ground (whose weights are ~0).
+    """
+    feats = jnp.concatenate([params["means"], weight_scale * params["motion"].weights], axis=-1)
+    return motion.knn(feats, k, active)
 
 
 def frames_to_data(frames: Frames) -> dict:
@@ -339,7 +369,7 @@ def train(config: ml_collections.ConfigDict, frames: Frames, workdir: str) -> tu
     step_fn = jax.jit(make_train_step(setup, optimizer), donate_argnums=(0,))
     extent = scene_extent(frames.cameras)
     dens_fn = jax.jit(functools.partial(densify, cfg=setup.densify))
-    knn_fn = jax.jit(functools.partial(motion.knn, k=tc.rigidity_k))
+    knn_fn = jax.jit(functools.partial(rigidity_neighbours, k=tc.rigidity_k, weight_scale=1.0))
 
     start = int(state.step)
     stop = tc.num_steps if tc.stop_after < 0 else min(tc.num_steps, tc.stop_after)
@@ -373,7 +403,7 @@ def train(config: ml_collections.ConfigDict, frames: Frames, workdir: str) -> tu
                 opt_state=opt_state,
                 grad_accum=jnp.zeros_like(state.grad_accum),
                 vis_count=jnp.zeros_like(state.vis_count),
-                neighbours=knn_fn(params["means"], active=active),
+                neighbours=knn_fn(params, active),
             )
         if n % tc.checkpoint_every == 0 or n == tc.num_steps:
             _guard_finite(float(m["loss"]), n, workdir, mgr)

@@ -25,7 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.capacity = 10000  # Gaussian slots (fixed shape; density control fills free slots)
     c.model.sh_degree = 1  # spherical-harmonic degree of the colours
-    c.model.init_stride = 2  # pixel stride of the canonical frame's depth unprojection
+    c.model.init_stride = 2  # pixel stride of the canonical frame's depth unprojection (static pixels)
+    c.model.init_stride_dynamic = 1  # pixel stride on the canonical frame's foreground (dynamic) pixels
     c.model.init_stride_static = 6  # pixel stride for static pixels of the other frames
     c.model.init_fraction = 0.5  # at most this fraction of the capacity is used at initialisation
     c.model.init_opacity = 0.5  # initial opacity of every Gaussian
@@ -41,12 +42,13 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1500  # optimisation steps (one random training frame each)
+    c.train.time_ramp_steps = 600  # frames come from a window growing to the whole clip over these steps
     c.train.ssim_lambda = 0.2  # photometric = (1 - l) L1 + l (1 - SSIM)
     c.train.depth_weight = 0.05  # L1 on z-depth where the data has depth (0 disables)
     c.train.accel_weight = 0.1  # temporal acceleration of basis trajectories
     c.train.rigidity_weight = 0.5  # local rigidity over k nearest neighbours
     c.train.rigidity_k = 8  # neighbours for the rigidity loss (refreshed at each densification)
-    c.train.sparsity_weight = 1e-4  # L1 on motion weights
+    c.train.sparsity_weight = 0.05  # L1 on motion weights
     c.train.densify_from = 200  # first step of adaptive density control
     c.train.densify_until = 1000  # last step of adaptive density control
     c.train.densify_every = 100  # steps between density-control rounds

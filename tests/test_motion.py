@@ -29,6 +29,8 @@ def _random_params(cfg, n, key, scale=0.3):
         generator=scale * jax.random.normal(k[0], (K, cfg.num_generator_channels, 6)),
         learnable=scale * jax.random.normal(k[1], (K, cfg.num_learnable_bases, 6)),
         weights=jax.random.normal(k[2], (n, cfg.num_bases)),
+        generator_pivots=jax.random.normal(k[0], (cfg.num_generator_channels, 3)),
+        learnable_pivots=jax.random.normal(k[1], (cfg.num_learnable_bases, 3)),
     )
 
 
@@ -46,6 +48,8 @@ def test_single_rigid_motion_is_exact_with_generator_bases_alone():
         generator=jnp.asarray(xi_gt)[:, None, :],  # a_{0,k}(t) = xi_k(t): one channel spans se(3)
         learnable=jnp.zeros((5, 0, 6)),
         weights=jnp.ones((7, 6)),
+        generator_pivots=jnp.zeros((1, 3)),
+        learnable_pivots=jnp.zeros((0, 3)),
     )
     means, quats = _points(jax.random.PRNGKey(1), 7)
     for t in range(5):
@@ -140,10 +144,12 @@ def test_regularisers_against_closed_forms():
         generator=0.1 * t * jnp.ones((6, 1, 6)),
         learnable=0.2 * t * jnp.ones((6, 1, 6)),
         weights=jnp.ones((3, 7)),
+        generator_pivots=jnp.zeros((1, 3)),
+        learnable_pivots=jnp.zeros((1, 3)),
     )
     assert float(motion.acceleration_loss(linear, cfg)) < 1e-10  # constant velocity: no acceleration
     bumped = linear.replace(learnable=linear.learnable.at[3, 0, 0].add(1.0))
-    # One bump of 1 at frame 3 gives second differences 1, -2, 1 in one of 7 x 6 trajectories... (4 x 7 terms)
+    # A bump of 1 at frame 3: second differences 1, -2, 1 (squares sum to 6) over 4 x 7 normalising terms.
     np.testing.assert_allclose(float(motion.acceleration_loss(bumped, cfg)), 6.0 / (4 * 7), rtol=1e-5)
 
     pts = jax.random.normal(jax.random.PRNGKey(7), (50, 3))
@@ -167,3 +173,24 @@ def test_kmeans_weights_are_one_hot_per_kind():
     np.testing.assert_allclose(w[:, 12:].sum(1), 1.0)  # one learnable basis
     lab = np.argmax(np.asarray(w[:, 12:]), 1)
     assert len(set(lab[:10])) == len(set(lab[10:20])) == len(set(lab[20:])) == 1 and len(set(lab)) == 3
+
+
+def test_a_basis_rotates_about_its_pivot():
+    """A pure-rotation twist on a basis with pivot p moves x to R (x - p) + p (p itself stays put)."""
+    cfg = MotionConfig(num_frames=3, num_generator_channels=1, num_learnable_bases=1, time_basis="per_frame")
+    pivot = jnp.array([[1.0, -2.0, 0.5]])
+    omega = jnp.array([0.3, -0.4, 0.8])
+    coeff = jnp.zeros((3, 1, 6)).at[2, 0, :3].set(omega)
+    for gen in (True, False):
+        params = motion.MotionParams(
+            generator=coeff if gen else jnp.zeros((3, 1, 6)),
+            learnable=jnp.zeros((3, 1, 6)) if gen else coeff,
+            weights=jnp.concatenate([jnp.ones((4, 6)) * gen, jnp.ones((4, 1)) * (not gen)], axis=1),
+            generator_pivots=pivot,
+            learnable_pivots=pivot,
+        )
+        x = jnp.concatenate([pivot, jax.random.normal(jax.random.PRNGKey(10), (3, 3))])
+        q = jnp.tile(jnp.array([[1.0, 0.0, 0.0, 0.0]]), (4, 1))
+        moved, _ = motion.apply_motion(x, q, params, cfg, 2.0)
+        R = geometry.so3_exp(omega)
+        np.testing.assert_allclose(moved, (x - pivot) @ R.T + pivot, atol=2e-5)

@@ -69,13 +69,13 @@ def _peak_mb(fn, args) -> float:
     return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / 2**20
 
 
-def bench_scene(name: str, reps: int, dense_reps: int) -> list[dict]:
+def bench_scene(name: str, reps: int, dense_reps: int, skip_dense: bool = False) -> list[dict]:
     n, size, scale, budget, capacity, run_dense = SCENES[name]
     splats, cam = make_scene(n, size, scale)
     cfg = RenderConfig(max_pairs=budget, tile_capacity=capacity, validate=False)
     rows = []
     renderers = [("tile", render, reps)]
-    if run_dense:
+    if run_dense and not skip_dense:
         renderers.append(("dense", render_reference, dense_reps))
     stats = jax.jit(lambda s: render(s, cam, None, cfg).stats)(splats)
     for label, fn, r in renderers:
@@ -181,12 +181,13 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--reps", type=int, default=7, help="timed repetitions of the tile renderer")
     ap.add_argument("--dense-reps", type=int, default=1, help="timed repetitions of the dense reference")
     ap.add_argument("--stages", action="store_true", help="also time the tile renderer's stages on scene A")
+    ap.add_argument("--skip-dense", action="store_true", help="do not run the dense reference")
     args = ap.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()})")
     scenes = ["tiny"] if args.tiny else args.scenes.split(",")
     rows = []
     for s in scenes:
-        rows += bench_scene(s, 2 if args.tiny else args.reps, args.dense_reps)
+        rows += bench_scene(s, 2 if args.tiny else args.reps, args.dense_reps, args.skip_dense)
         print(f"scene {s} done", flush=True)
     print_table(rows)
     if args.stages and not args.tiny:

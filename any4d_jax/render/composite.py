@@ -13,8 +13,9 @@ is added outside (by autodiff) and the backward needs no special final-transmitt
 Work layout: chunks (see bin.py) are processed `chunk_batch` at a time in a loop whose trip count is the
 number of chunks in use. Inside a batch everything is dense: (B, pixels, Q) tensors. A tile's transmittance
 crosses chunk (and batch) boundaries by a segmented scan over the batch plus a carry, in log space.
-The backward walks the batches in reverse, recomputing alpha per pair, and carries the suffix sum S across
-chunks the same way. Memory: O(pixels + Gaussians + chunks x pixels-per-tile), never O(pairs x pixels).
+The backward walks the batches in reverse, recomputing alpha per pair (and each chunk's starting
+transmittance from the stored per-batch carry), and carries the suffix sum S across chunks the same way.
+Memory: O(pixels + Gaussians) plus one row of tile pixels per batch of chunks; nothing per pair.
 """
 
 from __future__ import annotations
@@ -156,13 +157,18 @@ def _num_batches(layout: Layout, num_chunks):
 
 
 def _forward(layout: Layout, packed: jnp.ndarray, bins: Bins):
-    """Returns out (num_tiles + 1, P, C) and log T at every chunk start (M, P)."""
+    """Returns out (num_tiles + 1, P, C) and the log-transmittance carried into each batch (M / B, P).
+
+    The carries are all the backward needs to recompute every chunk's starting transmittance, so the
+    residual is one row of pixels per batch of chunks, not one per chunk or per pair.
+    """
     M = bins.chunk_gids.shape[0]
     B, P = layout.chunk_batch, layout.tile_pixels
     C = packed.shape[1] - _V0
 
     def body(i, state):
-        out, log_t0_buf, carry = state
+        out, carry_buf, carry = state
+        carry_buf = carry_buf.at[i].set(carry)
         s = i * B
         gids = jax.lax.dynamic_slice_in_dim(bins.chunk_gids, s, B)
         tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, s, B)
@@ -176,19 +182,18 @@ def _forward(layout: Layout, packed: jnp.ndarray, bins: Bins):
         w = jnp.where(keep, alpha * jnp.exp(log_t), 0.0)
         contrib = jnp.einsum("bpq,bqc->bpc", w, g[:, :, _V0:])
         out = out.at[tiles].add(contrib)
-        log_t0_buf = jax.lax.dynamic_update_slice_in_dim(log_t0_buf, log_t0, s, axis=0)
-        return out, log_t0_buf, carry
+        return out, carry_buf, carry
 
     init = (
         jnp.zeros((layout.num_tiles + 1, P, C), packed.dtype),
-        jnp.zeros((M, P), packed.dtype),
+        jnp.zeros((M // B, P), packed.dtype),
         jnp.zeros((P,), packed.dtype),
     )
-    out, log_t0_buf, _ = jax.lax.fori_loop(0, _num_batches(layout, bins.num_chunks), body, init)
-    return out, log_t0_buf
+    out, carry_buf, _ = jax.lax.fori_loop(0, _num_batches(layout, bins.num_chunks), body, init)
+    return out, carry_buf
 
 
-def _backward(layout: Layout, packed: jnp.ndarray, bins: Bins, log_t0_buf, g_out):
+def _backward(layout: Layout, packed: jnp.ndarray, bins: Bins, carry_buf, g_out):
     """Gradient w.r.t. packed (N + 1, 6 + C) given g_out (num_tiles + 1, P, C)."""
     B = layout.chunk_batch
     lower = _triangular(layout.chunk_size, False)
@@ -200,10 +205,11 @@ def _backward(layout: Layout, packed: jnp.ndarray, bins: Bins, log_t0_buf, g_out
         gids = jax.lax.dynamic_slice_in_dim(bins.chunk_gids, s, B)
         tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, s, B)
         last = jax.lax.dynamic_slice_in_dim(bins.chunk_last, s, B)
-        log_t0 = jax.lax.dynamic_slice_in_dim(log_t0_buf, s, B)
+        first = jax.lax.dynamic_slice_in_dim(bins.chunk_first, s, B)
         g = packed[gids]
         e, raw, alpha = _alpha(layout, g, tiles)
         la = jnp.log1p(-alpha)
+        log_t0, _ = _exclusive_with_carry(jnp.sum(la, axis=-1), first, carry_buf[nb - 1 - k])
         log_t = _transmittance(la, log_t0)
         keep = (log_t + la > _LOG_T_MIN) & (alpha > 0.0)
         t = jnp.exp(log_t)
@@ -237,13 +243,13 @@ def composite_tiles(layout: Layout, packed: jnp.ndarray, bins: Bins) -> jnp.ndar
 
 
 def _composite_fwd(layout, packed, bins):
-    out, log_t0_buf = _forward(layout, packed, bins)
-    return out, (packed, bins, log_t0_buf)
+    out, carry_buf = _forward(layout, packed, bins)
+    return out, (packed, bins, carry_buf)
 
 
 def _composite_bwd(layout, res, g_out):
-    packed, bins, log_t0_buf = res
-    grad = _backward(layout, packed, bins, log_t0_buf, g_out)
+    packed, bins, carry_buf = res
+    grad = _backward(layout, packed, bins, carry_buf, g_out)
     zeros_like_bins = jax.tree_util.tree_map(
         lambda x: (
             jnp.zeros(x.shape, jax.dtypes.float0)

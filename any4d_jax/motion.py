@@ -309,7 +309,8 @@ def kmeans_weights(
 def pivots_from_weights(means: jnp.ndarray, weights: jnp.ndarray, cfg: MotionConfig) -> tuple:
     """Pivots (C, 3), (B_l, 3): the weighted centroid of the Gaussians using each channel / basis."""
     w = jnp.abs(weights)
-    wg = w[:, : cfg.num_generator_bases].reshape(-1, cfg.num_generator_channels, 6).mean(-1)  # (N, C)
+    n = w.shape[0]
+    wg = w[:, : cfg.num_generator_bases].reshape(n, cfg.num_generator_channels, 6).mean(-1)  # (N, C)
     wl = w[:, cfg.num_generator_bases :]
 
     def centroid(ww):

@@ -30,11 +30,13 @@ from any4d_jax.densify import DensifyConfig, densify
 from any4d_jax.render import RenderConfig, render
 
 PRESETS = {
-    # name: (generator channels, learnable bases) -- the baselines share all other code.
-    "static": (0, 0),
-    "learnable_only": (0, 8),
-    "generators_only": (2, 0),
-    "hybrid": (2, 8),
+    # name: (uses generator bases, uses learnable bases). Every preset keeps the full allocation
+    # (motion.num_generator_channels, motion.num_learnable_bases) and switches bases off with the active-basis
+    # mask, so the baselines share all code, shapes and checkpoints with the hybrid model.
+    "static": (False, False),
+    "learnable_only": (False, True),
+    "generators_only": (True, False),
+    "hybrid": (True, True),
 }
 
 
@@ -77,19 +79,22 @@ class Setup:
     rigidity_weight: float
     sparsity_weight: float
     time_ramp_steps: int
+    active_generator_channels: int
+    active_learnable_bases: int
+
+    def basis_mask(self) -> jnp.ndarray:
+        """(B,) active-basis mask of the configured preset."""
+        return motion.basis_mask(self.motion, self.active_generator_channels, self.active_learnable_bases)
 
 
 def motion_config(config: ml_collections.ConfigDict, num_frames: int) -> motion.MotionConfig:
     m = config.motion
     if m.preset not in PRESETS:
         raise ValueError(f"motion.preset must be one of {sorted(PRESETS)}, got {m.preset!r}")
-    channels, learnable = (
-        PRESETS[m.preset] if m.preset != "hybrid" else (m.num_generator_channels, m.num_learnable_bases)
-    )
     return motion.MotionConfig(
         num_frames=num_frames,
-        num_generator_channels=channels,
-        num_learnable_bases=learnable,
+        num_generator_channels=m.num_generator_channels,
+        num_learnable_bases=m.num_learnable_bases,
         time_basis=m.time_basis,
         num_time_coeffs=m.num_time_coeffs,
         canonical_frame=m.canonical_frame,
@@ -113,6 +118,8 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
         rigidity_weight=t.rigidity_weight,
         sparsity_weight=t.sparsity_weight,
         time_ramp_steps=t.time_ramp_steps,
+        active_generator_channels=config.motion.num_generator_channels * PRESETS[config.motion.preset][0],
+        active_learnable_bases=config.motion.num_learnable_bases * PRESETS[config.motion.preset][1],
     )
 
 
@@ -152,7 +159,8 @@ def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.Gr
 
 
 def splats_at(params: dict, active, setup: Setup, t, mask=None):
-    """Renderer input for the Gaussians at time t."""
+    """Renderer input for the Gaussians at time t (mask: active-basis mask, default the preset's)."""
+    mask = setup.basis_mask() if mask is None else mask
     g = gs.Gaussians(
         means=params["means"],
         quats=params["quats"],
@@ -359,7 +367,7 @@ def train(config: ml_collections.ConfigDict, frames: Frames, workdir: str) -> tu
     optimizer = make_optimizer(config, scene_extent(frames.cameras))
     state = init_state(config, setup, frames, optimizer)
     data = frames_to_data(frames)
-    mask = motion.basis_mask(setup.motion)
+    mask = setup.basis_mask()
     tc = config.train
     mgr = _checkpoint_manager(workdir, tc.keep_checkpoints)
     if config.resume and mgr.latest_step() is not None:

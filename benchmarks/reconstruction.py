@@ -23,13 +23,17 @@ from any4d_jax.data import synthetic
 from configs import synthetic as synthetic_config
 
 
-def count_params(state) -> int:
+def count_params(state, setup) -> int:
     """Trainable scalars in use: per active Gaussian (geometry, colour, weights) plus basis trajectories."""
     n = int(jnp.sum(state.active))
     p = state.params
     per_gaussian = sum(int(np.prod(p[k].shape[1:])) for k in ("means", "quats", "log_scales", "sh")) + 1
-    m = p["motion"]
-    return n * (per_gaussian + m.weights.shape[1]) + int(m.generator.size + m.learnable.size)
+    mask = np.asarray(setup.basis_mask())
+    k = p["motion"].generator.shape[0]
+    active_bases = int(mask.sum())
+    return n * (per_gaussian + active_bases) + k * (
+        int(mask[: setup.motion.num_generator_bases].sum()) + 6 * setup.active_learnable_bases
+    )
 
 
 def run_preset(preset: str, steps: int, train_frames, eval_frames) -> dict:
@@ -49,13 +53,13 @@ def run_preset(preset: str, steps: int, train_frames, eval_frames) -> dict:
     tr = evaluate._scores(pred_t, train_frames.rgb, None)
     return {
         "preset": preset,
-        "bases (C, B_l)": f"{setup.motion.num_generator_channels}, {setup.motion.num_learnable_bases}",
+        "bases (C, B_l)": f"{setup.active_generator_channels}, {setup.active_learnable_bases}",
         "eval PSNR": float(np.mean(ev["psnr"])),
         "eval SSIM": float(np.mean(ev["ssim"])),
         "eval PSNR (dynamic)": float(np.mean(ev["masked_psnr"])),
         "train PSNR": float(np.mean(tr["psnr"])),
         "train s": seconds,
-        "params": count_params(state),
+        "params": count_params(state, setup),
     }
 
 

@@ -194,3 +194,15 @@ def test_a_basis_rotates_about_its_pivot():
         moved, _ = motion.apply_motion(x, q, params, cfg, 2.0)
         R = geometry.so3_exp(omega)
         np.testing.assert_allclose(moved, (x - pivot) @ R.T + pivot, atol=2e-5)
+
+
+def test_empty_allocations_are_valid():
+    """The `static` baseline has no bases at all; every function must still work (and not move anything)."""
+    for c, b in ((0, 0), (0, 3), (2, 0)):
+        cfg = MotionConfig(num_frames=4, num_generator_channels=c, num_learnable_bases=b)
+        means, quats = _points(jax.random.PRNGKey(11), 5)
+        w = motion.kmeans_weights(means, cfg, jax.random.PRNGKey(12))
+        params = motion.init_params(cfg, 5, w, motion.pivots_from_weights(means, w, cfg))
+        m, q = motion.apply_motion(means, quats, params, cfg, 2.0, motion.basis_mask(cfg))
+        np.testing.assert_allclose(m, means, atol=1e-6)
+        assert float(motion.acceleration_loss(params, cfg)) == 0.0

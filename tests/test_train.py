@@ -84,6 +84,14 @@ def test_workdir_holding_another_config_fails(frames, tmp_path):
         train_lib.train(c, frames, str(tmp_path))
 
 
+def test_static_preset_trains(frames, tmp_path):
+    c = tiny_config()
+    c.motion.preset, c.train.num_steps = "static", 2
+    state, setup = train_lib.train(c, frames, str(tmp_path))
+    assert float(setup.basis_mask().sum()) == 0 and int(state.step) == 2
+    np.testing.assert_array_equal(state.params["motion"].learnable, 0.0)  # masked bases get no update
+
+
 def test_unknown_motion_preset_fails():
     c = tiny_config()
     c.motion.preset = "bogus"

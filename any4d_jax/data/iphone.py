@@ -1,0 +1,651 @@
+"""DyCheck iPhone scenes (Gao et al., "Monocular Dynamic View Synthesis: A Reality Check", NeurIPS 2022).
+
+Reads one scene folder exactly as KAIR-BAIR/dycheck publishes it::
+
+    camera/<frame>.json            Nerfies camera (below), at 1x
+    rgb/{1x,2x}/<frame>.png        RGB or RGBA uint8 (the alpha is ignored)
+    depth/{1x,2x}/<frame>.npy      training frames: (H, W) or (H, W, 1) projective z-depth, raw world units
+    covisible/{1x,2x}/val/<frame>.png   val frames: 255 where enough training views see the pixel
+    dataset.json  metadata.json (per frame: warp_id = time, camera_id)  scene.json (center, scale, near, far)
+    splits/{train,val}.json (frame_names, time_ids, camera_ids)   extra.json (factor, fps, bbox, lookat, up)
+    points.npy                     (M, 3) static background points, raw world units (optional)
+
+Conventions, as DyCheck's own loader (`dycheck/datasets/nerfies.py`, `geometry/camera.py`):
+- Camera JSON: ``orientation`` (3, 3) world-to-camera rotation, ``position`` (3,) camera centre, OpenCV axes
+  (x right, y down, z forward); ``K = [[f, skew, cx], [0, f * pixel_aspect_ratio, cy], [0, 0, 1]]``;
+  ``viewmat = [R | -R position]``. Pixel centres lie at integer + 0.5 (DyCheck's ``use_center``), as ours do.
+- Factor s: focal length and principal point are divided by s, the image size is ``round(size / s)``. (Skew,
+  0 in every released scene, is divided by s as well; DyCheck leaves it unscaled.)
+- World normalisation: ``position' = (position - center) * scale`` (rotation unchanged), ``depth' = depth *
+  scale``, ``points' = (points - center) * scale``, with ``scene.json``'s center and scale.
+- Depth on disk is projective z-depth (distance along the optical axis, not along the ray), in the raw world
+  units of ``camera/*.json`` positions: metres for the released scenes, which come from Record3D LiDAR
+  (DyCheck's processing clips it at 3 m). It is 0 where unknown. DyCheck converts it to ray distance for its
+  NeRFs; our rasterizer renders z-depth, so it is kept as z-depth. The loader refuses depth whose scaled
+  median is far beyond ``scene.json``'s far plane (millimetres, for instance).
+- Lens distortion (``radial_distortion`` k1 k2 k3, ``tangential_distortion`` p1 p2, OpenCV's model applied
+  to normalised coordinates): our rasterizer is pinhole, so every image of a distorted camera is resampled at
+  load time to the pinhole camera with the same K and no distortion: RGB bilinearly, depth by nearest
+  neighbour, covisible masks bilinearly then kept only where fully covered (as DyCheck's ``use_undistort``
+  path does with OpenCV). Pixels whose source falls outside the image get no depth and no covisibility (RGB
+  is edge-clamped there). The released iPhone cameras have no distortion, so nothing is resampled for them.
+
+Every problem with the folder (missing file, camera field missing or non-finite, image of the wrong size,
+a split naming an unknown frame, ...) raises ``SceneError``: one line naming the file and what is wrong,
+before anything is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import imageio.v2 as iio2
+import jax.numpy as jnp
+import numpy as np
+
+from any4d_jax import cameras
+from any4d_jax.data.frames import Frames
+
+__all__ = [
+    "SceneError",
+    "NerfiesCamera",
+    "SceneInfo",
+    "IPhoneScene",
+    "read_camera",
+    "load_scene",
+    "distort_normalized",
+    "project",
+    "undistort_map",
+]
+
+# Fields of a Nerfies/DyCheck camera JSON and their shapes.
+CAMERA_FIELDS = {
+    "orientation": (3, 3),
+    "position": (3,),
+    "focal_length": (),
+    "principal_point": (2,),
+    "skew": (),
+    "pixel_aspect_ratio": (),
+    "radial_distortion": (3,),
+    "tangential_distortion": (2,),
+    "image_size": (2,),
+}
+REQUIRED_FILES = ("dataset.json", "metadata.json", "scene.json", "splits/train.json", "splits/val.json")
+REQUIRED_DIRS = ("camera", "rgb")
+# Scaled depths whose median exceeds this multiple of scene.json's far plane are refused (wrong units).
+DEPTH_UNIT_TOLERANCE = 20.0
+
+
+class SceneError(ValueError):
+    """A DyCheck scene folder that cannot be read as published (one line: the file and what is wrong)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cameras.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NerfiesCamera:
+    """One DyCheck camera (float64 numpy).
+
+    orientation: (3, 3) world-to-camera rotation; position: (3,) camera centre in world coordinates.
+    focal_length, skew, pixel_aspect_ratio: floats (pixels); principal_point: (2,) (cx, cy) in pixels.
+    radial_distortion: (3,) k1, k2, k3; tangential_distortion: (2,) p1, p2; image_size: (W, H) ints.
+    """
+
+    orientation: np.ndarray
+    position: np.ndarray
+    focal_length: float
+    principal_point: np.ndarray
+    skew: float
+    pixel_aspect_ratio: float
+    radial_distortion: np.ndarray
+    tangential_distortion: np.ndarray
+    image_size: tuple[int, int]
+
+    @property
+    def width(self) -> int:
+        return self.image_size[0]
+
+    @property
+    def height(self) -> int:
+        return self.image_size[1]
+
+    @property
+    def K(self) -> np.ndarray:
+        """(3, 3) intrinsics [[f, skew, cx], [0, f * pixel_aspect_ratio, cy], [0, 0, 1]]."""
+        f, (cx, cy) = self.focal_length, self.principal_point
+        return np.array([[f, self.skew, cx], [0.0, f * self.pixel_aspect_ratio, cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def viewmat(self) -> np.ndarray:
+        """(4, 4) world-to-camera [R | -R position]."""
+        vm = np.eye(4)
+        vm[:3, :3] = self.orientation
+        vm[:3, 3] = -self.orientation @ self.position
+        return vm
+
+    @property
+    def has_distortion(self) -> bool:
+        return bool(np.any(self.radial_distortion != 0) or np.any(self.tangential_distortion != 0))
+
+    def rescale_image(self, factor: int) -> NerfiesCamera:
+        """The camera of the images downsampled by `factor` (DyCheck's rescale_image_domain(1 / factor))."""
+        s = 1.0 / factor
+        size = (int(round(self.width * s)), int(round(self.height * s)))
+        return dataclasses.replace(
+            self,
+            focal_length=self.focal_length * s,
+            principal_point=self.principal_point * s,
+            skew=self.skew * s,
+            image_size=size,
+        )
+
+    def normalise_world(self, center: np.ndarray, scale: float) -> NerfiesCamera:
+        """The camera in the normalised world: position' = (position - center) * scale."""
+        return dataclasses.replace(self, position=(self.position - center) * scale)
+
+    def pinhole(self) -> NerfiesCamera:
+        """The same camera without lens distortion (the target of `undistort_map`)."""
+        return dataclasses.replace(self, radial_distortion=np.zeros(3), tangential_distortion=np.zeros(2))
+
+
+def _load_json(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise SceneError(f"{path}: file not found")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SceneError(f"{path}: not valid JSON ({e})") from None
+
+
+def _array(path: str, name: str, value, shape: tuple) -> np.ndarray:
+    try:
+        a = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise SceneError(f"{path}: field {name!r} is not numeric: {value!r}") from None
+    if a.shape != shape:
+        raise SceneError(f"{path}: field {name!r} must have shape {shape}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise SceneError(f"{path}: field {name!r} has a non-finite value: {a.tolist()}")
+    return a
+
+
+def camera_from_dict(d: dict, path: str = "<camera>") -> NerfiesCamera:
+    """A checked NerfiesCamera from a parsed camera JSON (`path` only names it in errors)."""
+    if not isinstance(d, dict):
+        raise SceneError(f"{path}: expected a JSON object, got {type(d).__name__}")
+    if "tangential_distortion" not in d and "tangential" in d:  # older Nerfies files (DyCheck accepts both)
+        d = {**d, "tangential_distortion": d["tangential"]}
+    missing = [k for k in CAMERA_FIELDS if k not in d]
+    if missing:
+        raise SceneError(f"{path}: camera is missing field(s) {', '.join(missing)}")
+    v = {k: _array(path, k, d[k], shape) for k, shape in CAMERA_FIELDS.items()}
+    R = v["orientation"]
+    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) < 0:
+        raise SceneError(f"{path}: 'orientation' is not a rotation matrix (R R^T != I or det(R) < 0)")
+    if v["focal_length"] <= 0 or v["pixel_aspect_ratio"] <= 0:
+        raise SceneError(f"{path}: 'focal_length' and 'pixel_aspect_ratio' must be positive")
+    w, h = v["image_size"]
+    if w != int(w) or h != int(h) or w < 1 or h < 1:
+        raise SceneError(f"{path}: 'image_size' must be two positive integers [W, H], got {[w, h]}")
+    return NerfiesCamera(
+        orientation=R,
+        position=v["position"],
+        focal_length=float(v["focal_length"]),
+        principal_point=v["principal_point"],
+        skew=float(v["skew"]),
+        pixel_aspect_ratio=float(v["pixel_aspect_ratio"]),
+        radial_distortion=v["radial_distortion"],
+        tangential_distortion=v["tangential_distortion"],
+        image_size=(int(w), int(h)),
+    )
+
+
+def read_camera(path: str) -> NerfiesCamera:
+    """Parse and check one camera JSON (1x image domain, raw world)."""
+    return camera_from_dict(_load_json(path), path)
+
+
+def distort_normalized(x, y, radial, tangential) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV / DyCheck lens distortion of normalised image coordinates (x, y) = (X / Z, Y / Z).
+
+    xd = x (1 + k1 r^2 + k2 r^4 + k3 r^6) + 2 p1 x y + p2 (r^2 + 2 x^2), yd likewise with p1 <-> p2.
+    """
+    k1, k2, k3 = radial
+    p1, p2 = tangential
+    r2 = x * x + y * y
+    radial_scale = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xd = x * radial_scale + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+    yd = y * radial_scale + 2.0 * p2 * x * y + p1 * (r2 + 2.0 * y * y)
+    return xd, yd
+
+
+def project(cam: NerfiesCamera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points (N, 3) with the full camera model, distortion included.
+
+    Returns pixels (N, 2) (continuous; pixel centres at integer + 0.5) and projective depth z (N,).
+    """
+    p = (np.asarray(points, np.float64) - cam.position) @ cam.orientation.T
+    z = p[:, 2]
+    xd, yd = distort_normalized(p[:, 0] / z, p[:, 1] / z, cam.radial_distortion, cam.tangential_distortion)
+    K = cam.K
+    return np.stack([K[0, 0] * xd + K[0, 1] * yd + K[0, 2], K[1, 1] * yd + K[1, 2]], axis=-1), z
+
+
+def undistort_map(cam: NerfiesCamera) -> np.ndarray:
+    """(H, W, 2) where each pixel centre of `cam.pinhole()` lies in `cam`'s (distorted) image.
+
+    Coordinates are continuous with pixel centres at integer + 0.5: sampling the distorted image there gives
+    the undistorted image. Closed form (distortion is applied forwards; no iterative inversion is needed).
+    """
+    K = cam.K
+    u, v = np.meshgrid(np.arange(cam.width) + 0.5, np.arange(cam.height) + 0.5, indexing="xy")
+    y = (v - K[1, 2]) / K[1, 1]
+    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    xd, yd = distort_normalized(x, y, cam.radial_distortion, cam.tangential_distortion)
+    return np.stack([K[0, 0] * xd + K[0, 1] * yd + K[0, 2], K[1, 1] * yd + K[1, 2]], axis=-1)
+
+
+def _inside(coords: np.ndarray, h: int, w: int) -> np.ndarray:
+    x, y = coords[..., 0], coords[..., 1]
+    return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+
+
+def sample_bilinear(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Bilinear samples of image (H, W[, C]) at continuous coords (..., 2) (pixel centres at i + 0.5).
+
+    Samples off the image are edge-clamped. Returns (..., [C]) float64.
+    """
+    h, w = image.shape[:2]
+    img = np.asarray(image, np.float64)
+    x = np.clip(coords[..., 0] - 0.5, 0.0, w - 1.0)
+    y = np.clip(coords[..., 1] - 0.5, 0.0, h - 1.0)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    if img.ndim == 3:
+        fx, fy = fx[..., None], fy[..., None]
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def sample_nearest(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Nearest-pixel samples of image (H, W[, C]) at continuous coords (..., 2); edge-clamped."""
+    h, w = image.shape[:2]
+    col = np.clip(np.floor(coords[..., 0]).astype(np.int64), 0, w - 1)
+    row = np.clip(np.floor(coords[..., 1]).astype(np.int64), 0, h - 1)
+    return np.asarray(image)[row, col]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scene.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneInfo:
+    """scene.json: the world normalisation (center (3,), scale) and the scaled near / far planes."""
+
+    center: np.ndarray
+    scale: float
+    near: float
+    far: float
+
+
+@dataclasses.dataclass(frozen=True)
+class IPhoneScene:
+    """One loaded scene in the normalised world, with pinhole (undistorted) cameras.
+
+    train:  Frames of splits/train.json sorted by time: rgb (F, H, W, 3), z-depth (F, H, W) (0 = unknown) or
+            None when the scene has no depth, mask None (the release has no foreground masks).
+    val:    Frames of splits/val.json (split order): mask = covisible (V, H, W) in {0, 1}, depth None.
+    *_names, *_camera_ids, *_time_ids: per-frame metadata (tuples, same order as the Frames).
+    points: (M, 3) float32 normalised background points (points.npy) or None; point_colors (M, 3) in [0, 1]
+            sampled from the training frames that see them (0.5 grey where none does).
+    undistorted: names of the frames whose images were resampled to remove lens distortion.
+    """
+
+    name: str
+    root: str
+    factor: int
+    info: SceneInfo
+    train: Frames
+    val: Frames | None
+    train_names: tuple
+    train_time_ids: tuple
+    val_names: tuple
+    val_camera_ids: tuple
+    val_time_ids: tuple
+    points: np.ndarray | None
+    point_colors: np.ndarray | None
+    undistorted: tuple
+    covisible_dir: str | None
+    extra: dict
+
+
+def _read_scene_info(root: str) -> SceneInfo:
+    path = os.path.join(root, "scene.json")
+    d = _load_json(path)
+    if not isinstance(d, dict):
+        raise SceneError(f"{path}: expected a JSON object")
+    missing = [k for k in ("center", "scale", "near", "far") if k not in d]
+    if missing:
+        raise SceneError(f"{path}: missing field(s) {', '.join(missing)}")
+    center = _array(path, "center", d["center"], (3,))
+    scale, near, far = (float(_array(path, k, d[k], ())) for k in ("scale", "near", "far"))
+    if scale <= 0 or not 0 <= near < far:
+        raise SceneError(
+            f"{path}: need scale > 0 and 0 <= near < far, got scale {scale}, near {near}, far {far}"
+        )
+    return SceneInfo(center=center, scale=scale, near=near, far=far)
+
+
+def _read_split(root: str, split: str, metadata: dict) -> list[tuple[str, int, int]]:
+    """[(frame_name, time_id, camera_id)] of splits/<split>.json, checked against metadata.json."""
+    path = os.path.join(root, "splits", f"{split}.json")
+    d = _load_json(path)
+    if not isinstance(d, dict) or any(k not in d for k in ("frame_names", "time_ids", "camera_ids")):
+        raise SceneError(f"{path}: expected an object with frame_names, time_ids and camera_ids")
+    names, times, cams = d["frame_names"], d["time_ids"], d["camera_ids"]
+    if not (len(names) == len(times) == len(cams)):
+        raise SceneError(
+            f"{path}: frame_names, time_ids and camera_ids have different lengths "
+            f"({len(names)}, {len(times)}, {len(cams)})"
+        )
+    out = []
+    for name, t, c in zip(names, times, cams, strict=True):
+        name = str(name)
+        if name not in metadata:
+            raise SceneError(f"{path}: frame {name!r} is not listed in metadata.json")
+        if not os.path.isfile(os.path.join(root, "camera", f"{name}.json")):
+            raise SceneError(f"{path}: frame {name!r} has no camera file camera/{name}.json")
+        meta = metadata[name]
+        if not isinstance(meta, dict) or "warp_id" not in meta or "camera_id" not in meta:
+            raise SceneError(
+                f"{os.path.join(root, 'metadata.json')}: entry {name!r} needs warp_id and camera_id"
+            )
+        if int(meta["warp_id"]) != int(t) or int(meta["camera_id"]) != int(c):
+            raise SceneError(
+                f"{path}: frame {name!r} has time_id {t}, camera_id {c} but metadata.json says warp_id "
+                f"{meta['warp_id']}, camera_id {meta['camera_id']}"
+            )
+        out.append((name, int(t), int(c)))
+    return out
+
+
+def _read_png(path: str, expect_hw: tuple[int, int], what: str) -> np.ndarray:
+    """uint8 image (H, W, C) (C = 1, 3 or 4), checked against the expected (H, W)."""
+    if not os.path.isfile(path):
+        raise SceneError(f"{path}: {what} not found")
+    try:
+        img = np.asarray(iio2.imread(path))
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
+        raise SceneError(f"{path}: cannot be read as an image ({e})") from None
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4) or img.dtype != np.uint8:
+        raise SceneError(f"{path}: expected an 8-bit image, got shape {img.shape} dtype {img.dtype}")
+    if img.shape[:2] != expect_hw:
+        raise SceneError(
+            f"{path}: image is {img.shape[1]}x{img.shape[0]} (WxH) but its camera gives "
+            f"{expect_hw[1]}x{expect_hw[0]} at this factor"
+        )
+    return img
+
+
+def _read_depth(path: str, expect_hw: tuple[int, int]) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise SceneError(
+            f"{path}: depth map not found (the scene has depth/, so every training frame needs one)"
+        )
+    try:
+        d = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise SceneError(f"{path}: cannot be read as a .npy array ({e})") from None
+    if d.ndim == 3 and d.shape[-1] == 1:
+        d = d[..., 0]
+    if d.shape != expect_hw:
+        raise SceneError(f"{path}: depth has shape {d.shape}, expected {expect_hw} (H, W) or (H, W, 1)")
+    d = d.astype(np.float64)
+    if not np.all(np.isfinite(d)) or np.any(d < 0):
+        raise SceneError(f"{path}: depth must be finite and >= 0 (0 = unknown)")
+    return d
+
+
+def _load_frames(root, factor, split_rows, info, *, want_depth, covisible_dir, undistorted):
+    """Read cameras, images (and depth or covisible masks) of one split; undistort where needed."""
+    viewmats, Ks, rgbs, depths, masks = [], [], [], [], []
+    maps: dict = {}
+    size = None
+    for name, _, _ in split_rows:
+        cam_path = os.path.join(root, "camera", f"{name}.json")
+        cam = read_camera(cam_path).rescale_image(factor).normalise_world(info.center, info.scale)
+        if size is None:
+            size = cam.image_size
+        elif cam.image_size != size:
+            raise SceneError(
+                f"{cam_path}: image_size differs from the split's first frame ({size} at {factor}x)"
+            )
+        hw = (cam.height, cam.width)
+        rgb = _read_png(os.path.join(root, "rgb", f"{factor}x", f"{name}.png"), hw, "rgb frame")
+        if rgb.shape[-1] < 3:
+            rgb = np.repeat(rgb[..., :1], 3, axis=-1)
+        rgb = rgb[..., :3].astype(np.float64) / 255.0
+        depth = mask = None
+        if want_depth:
+            depth = _read_depth(os.path.join(root, "depth", f"{factor}x", f"{name}.npy"), hw) * info.scale
+        if covisible_dir is not None:
+            m = _read_png(os.path.join(covisible_dir, f"{name}.png"), hw, "covisible mask")
+            mask = (m[..., 0] >= 128).astype(np.float64)
+        if cam.has_distortion:
+            key = (cam.focal_length, cam.skew, cam.pixel_aspect_ratio, *cam.principal_point)
+            key += (*cam.radial_distortion, *cam.tangential_distortion)
+            if key not in maps:
+                m_coords = undistort_map(cam)
+                maps[key] = (m_coords, _inside(m_coords, cam.height, cam.width))
+            coords, inside = maps[key]
+            rgb = sample_bilinear(rgb, coords)
+            if depth is not None:
+                depth = np.where(inside, sample_nearest(depth, coords), 0.0)
+            if mask is not None:
+                mask = ((sample_bilinear(mask, coords) > 1.0 - 1e-6) & inside).astype(np.float64)
+            undistorted.append(name)
+            cam = cam.pinhole()
+        viewmats.append(cam.viewmat)
+        Ks.append(cam.K)
+        rgbs.append(rgb.astype(np.float32))  # float32 per frame: ~400 frames at 1x are 3.3 GB already
+        depths.append(None if depth is None else depth.astype(np.float32))
+        masks.append(None if mask is None else mask.astype(np.float32))
+    cams = cameras.make_camera(np.stack(viewmats), np.stack(Ks), size[0], size[1])
+    return cams, np.stack(rgbs), depths, masks
+
+
+def _check_depth_units(root: str, factor: int, depth: np.ndarray, info: SceneInfo) -> None:
+    valid = depth[depth > 0]
+    if valid.size and np.median(valid) > DEPTH_UNIT_TOLERANCE * info.far:
+        raise SceneError(
+            f"{os.path.join(root, 'depth', f'{factor}x')}: median depth {np.median(valid):.3g} (after "
+            f"scene.json scale) is over {DEPTH_UNIT_TOLERANCE:g}x the far plane {info.far:.3g}: the depth "
+            "maps are not in the cameras' world units (metres expected; millimetres?)"
+        )
+
+
+def _color_points(points: np.ndarray, frames: Frames, max_views: int = 32) -> np.ndarray:
+    """(M, 3) colours of world points from the first of up to `max_views` training frames that sees them.
+
+    A frame sees a point when it projects inside the image in front of the camera and, where the frame has
+    depth, no more than 5% behind the depth map there. Points no frame sees get 0.5 grey.
+    """
+    colors = np.full(points.shape, 0.5, np.float32)
+    todo = np.ones(len(points), bool)
+    n = frames.num_frames
+    views = np.unique(np.linspace(0, n - 1, min(n, max_views)).round().astype(int))
+    vm, K = np.asarray(frames.cameras.viewmat, np.float64), np.asarray(frames.cameras.K, np.float64)
+    w, h = frames.cameras.width, frames.cameras.height
+    rgb = np.asarray(frames.rgb)
+    depth = None if frames.depth is None else np.asarray(frames.depth)
+    for i in views:
+        idx = np.nonzero(todo)[0]
+        if idx.size == 0:
+            break
+        p = points[idx] @ vm[i, :3, :3].T + vm[i, :3, 3]
+        z = p[:, 2]
+        uv = p @ K[i].T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            col, row = np.floor(uv[:, 0] / z), np.floor(uv[:, 1] / z)
+        ok = (z > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        idx, col, row, z = idx[ok], col[ok].astype(int), row[ok].astype(int), z[ok]
+        if depth is not None:
+            d = depth[i, row, col]
+            seen = (d <= 0) | (z <= 1.05 * d)
+            idx, col, row = idx[seen], col[seen], row[seen]
+        colors[idx] = rgb[i, row, col]
+        todo[idx] = False
+    return colors
+
+
+def _read_points(root: str, info: SceneInfo) -> np.ndarray | None:
+    path = os.path.join(root, "points.npy")
+    if not os.path.isfile(path):
+        return None
+    try:
+        pts = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise SceneError(f"{path}: cannot be read as a .npy array ({e})") from None
+    if pts.ndim != 2 or pts.shape[1] != 3 or not np.all(np.isfinite(pts)):
+        raise SceneError(f"{path}: expected finite (M, 3) points, got shape {pts.shape}")
+    return ((pts.astype(np.float64) - info.center) * info.scale).astype(np.float32)
+
+
+def find_covisible_dir(root: str, factor: int, candidates=None) -> str | None:
+    """The first existing folder among `candidates` (relative to root; default covisible/<f>x/val)."""
+    for rel in candidates or (os.path.join("covisible", f"{factor}x", "val"),):
+        path = os.path.join(root, rel)
+        if os.path.isdir(path):
+            return path
+    return None
+
+
+def load_scene(
+    root: str,
+    factor: int = 2,
+    covisible_dirs: tuple | None = None,
+    use_depth: bool = True,
+    use_points: bool = True,
+) -> IPhoneScene:
+    """Load and check a DyCheck iPhone scene folder (see the module docstring for the conventions).
+
+    root: the scene folder (e.g. /data/iphone/apple). factor: 1 or 2 (which rgb/<f>x, depth/<f>x to read).
+    covisible_dirs: folders (relative to root) searched in order for the val masks (covisible/<f>x/val).
+    use_depth: read depth/<f>x (when the scene has it). use_points: read points.npy (when present).
+    Raises SceneError (one line naming the file) on anything missing or malformed.
+    """
+    root = os.path.abspath(os.path.expanduser(str(root)))
+    if not os.path.isdir(root):
+        raise SceneError(
+            f"{root}: scene folder not found (expected a DyCheck iPhone scene, e.g. .../iphone/apple)"
+        )
+    missing = [p for p in REQUIRED_FILES if not os.path.isfile(os.path.join(root, p))]
+    missing += [p + "/" for p in REQUIRED_DIRS if not os.path.isdir(os.path.join(root, p))]
+    if int(factor) not in (1, 2, 4, 8):
+        raise SceneError(f"{root}: factor must be 1, 2, 4 or 8, got {factor}")
+    factor = int(factor)
+    rgb_dir = os.path.join(root, "rgb", f"{factor}x")
+    if "rgb/" not in missing and not os.path.isdir(rgb_dir):
+        missing.append(f"rgb/{factor}x/")
+    if missing:
+        raise SceneError(f"{root}: incomplete DyCheck scene, missing {', '.join(missing)}")
+    info = _read_scene_info(root)
+    metadata = _load_json(os.path.join(root, "metadata.json"))
+    if not isinstance(metadata, dict):
+        raise SceneError(f"{os.path.join(root, 'metadata.json')}: expected an object mapping frame names")
+    dataset = _load_json(os.path.join(root, "dataset.json"))
+    if not isinstance(dataset, dict) or "ids" not in dataset:
+        raise SceneError(f"{os.path.join(root, 'dataset.json')}: expected an object with 'ids'")
+    extra_path = os.path.join(root, "extra.json")
+    extra = _load_json(extra_path) if os.path.isfile(extra_path) else {}
+
+    train_rows = sorted(_read_split(root, "train", metadata), key=lambda r: (r[1], r[0]))
+    val_rows = _read_split(root, "val", metadata)
+    if not train_rows:
+        raise SceneError(f"{os.path.join(root, 'splits', 'train.json')}: the train split is empty")
+    times = [r[1] for r in train_rows]
+    if len(set(times)) != len(times):
+        raise SceneError(
+            f"{os.path.join(root, 'splits', 'train.json')}: several training frames share a time_id"
+        )
+    max_t = max(times)
+    for name, t, _ in val_rows:
+        if not 0 <= t <= max_t:
+            raise SceneError(
+                f"{os.path.join(root, 'splits', 'val.json')}: frame {name!r} has time_id {t} outside the "
+                f"training times 0..{max_t}"
+            )
+
+    has_depth = use_depth and os.path.isdir(os.path.join(root, "depth", f"{factor}x"))
+    undistorted: list = []
+    cams, rgb, depths, _ = _load_frames(
+        root, factor, train_rows, info, want_depth=has_depth, covisible_dir=None, undistorted=undistorted
+    )
+    depth = np.stack(depths).astype(np.float32) if has_depth else None
+    if depth is not None:
+        _check_depth_units(root, factor, depth, info)
+    train = Frames(
+        rgb=jnp.asarray(rgb),
+        cameras=cams,
+        times=jnp.asarray(np.array(times, np.float32)),
+        depth=None if depth is None else jnp.asarray(depth),
+        mask=None,
+    )
+
+    val = None
+    cov_dir = None
+    if val_rows:
+        cov_dir = find_covisible_dir(root, factor, covisible_dirs)
+        if cov_dir is None:
+            tried = ", ".join(covisible_dirs or (f"covisible/{factor}x/val",))
+            raise SceneError(f"{root}: no covisible masks for the val split (looked for {tried})")
+        vcams, vrgb, _, vmasks = _load_frames(
+            root, factor, val_rows, info, want_depth=False, covisible_dir=cov_dir, undistorted=undistorted
+        )
+        if (vcams.width, vcams.height) != (cams.width, cams.height):
+            raise SceneError(
+                f"{root}: val frames are {vcams.width}x{vcams.height} but training frames are "
+                f"{cams.width}x{cams.height} at {factor}x"
+            )
+        val = Frames(
+            rgb=jnp.asarray(vrgb),
+            cameras=vcams,
+            times=jnp.asarray(np.array([r[1] for r in val_rows], np.float32)),
+            depth=None,
+            mask=jnp.asarray(np.stack(vmasks).astype(np.float32)),
+        )
+
+    points = _read_points(root, info) if use_points else None
+    point_colors = None if points is None else _color_points(points, train)
+    return IPhoneScene(
+        name=os.path.basename(root.rstrip(os.sep)),
+        root=root,
+        factor=factor,
+        info=info,
+        train=train,
+        val=val,
+        train_names=tuple(r[0] for r in train_rows),
+        train_time_ids=tuple(times),
+        val_names=tuple(r[0] for r in val_rows),
+        val_camera_ids=tuple(r[2] for r in val_rows),
+        val_time_ids=tuple(r[1] for r in val_rows),
+        points=points,
+        point_colors=point_colors,
+        undistorted=tuple(undistorted),
+        covisible_dir=cov_dir,
+        extra=extra if isinstance(extra, dict) else {},
+    )

@@ -1,0 +1,10 @@
+"""Generation: prompt + camera trajectory -> video (Frames) seen by exactly those cameras.
+
+Backends (`--config.generator.name`): `synthetic` (procedural scene with ground truth), `warp` (image lifted
+to Gaussians and rendered along the trajectory; weight-free), `diffusers` (a local diffusers pipeline; needs
+the optional gen extra: torch and diffusers are imported only when it is asked for).
+"""
+
+from any4d_jax.generate.base import BACKENDS, Generator, Prompt, ground_truth, make_generator, register
+
+__all__ = ["BACKENDS", "Generator", "Prompt", "ground_truth", "make_generator", "register"]

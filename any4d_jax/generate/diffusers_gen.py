@@ -1,0 +1,205 @@
+"""The `diffusers` generator: a local diffusers video pipeline that follows the trajectory.
+
+The pipeline folder (`generator.model`, loaded with local_files_only=True) decides text-to-video,
+image-to-video or video-conditioned from its model_index.json (third_party/diffusers_video.py). The
+trajectory enters in one of two ways (`generator.camera_conditioning`):
+  pluecker: Pluecker ray maps of the trajectory relative to its first camera go through a camera adapter
+            (third_party/camera_adapter.py; weights from `generator.adapter`, default <model>/camera_adapter)
+            into the transformer (Wan family);
+  warp:     the image prompt is lifted and rendered along the trajectory (generate/warp.py); the renders and
+            their hole masks go to a video-conditioned pipeline (WanVACE, CogVideoX Fun control), which
+            inpaints what the geometry cannot show;
+  none:     no camera control (explicit opt-in: the video may not follow the cameras reconstruction uses);
+  auto:     warp for video-conditioned pipelines, pluecker where adapter weights exist, else an error.
+Frame count and size are checked against the model before anything heavy. The video crosses into JAX by DLPack
+without a copy. Depth for reconstruction comes from the warp lifting of the first frame (the prompt image, or
+the first generated frame for text) rendered along the trajectory; `mask` marks where that depth is known.
+torch and diffusers are imported only here and in third_party/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from any4d_jax.data.frames import Frames
+from any4d_jax.generate import dlpack, images, warp
+from any4d_jax.generate.base import Prompt, frame_times
+from any4d_jax.trajectory import Trajectory
+
+INSTALL = "pip install -e '.[gen]'"
+_CONDITIONINGS = ("auto", "pluecker", "warp", "none")
+
+
+def require_gen_extra() -> None:
+    """Raise ImportError naming exactly what to install when torch / diffusers / transformers are missing."""
+    missing = [
+        m for m in ("torch", "diffusers", "transformers", "ftfy") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ImportError(
+            f"generator 'diffusers' needs {', '.join(missing)} (the optional gen extra): run {INSTALL} "
+            "(torch==2.13.0 CPU wheel, diffusers, transformers, ftfy)"
+        )
+
+
+class DiffusersGenerator:
+    """A local diffusers pipeline under camera control (see module docstring)."""
+
+    name = "diffusers"
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        g = config.generator
+        if not g.model:
+            raise ValueError(
+                "generator 'diffusers' needs a local pipeline folder: "
+                "--config.generator.model=/path/to/pipeline (weights are never downloaded)"
+            )
+        if g.camera_conditioning not in _CONDITIONINGS:
+            raise ValueError(
+                f"generator.camera_conditioning must be one of {list(_CONDITIONINGS)}, "
+                f"got {g.camera_conditioning!r}"
+            )
+        require_gen_extra()
+        from third_party import camera_adapter, diffusers_video
+
+        self.spec = diffusers_video.inspect(g.model)
+        self.cfg = g
+        self.warp_settings = warp.settings_from_config(config)
+        self.adapter_dir = g.adapter or os.path.join(g.model, "camera_adapter")
+        self._adapter_cfg = camera_adapter.read_config(self.adapter_dir)
+        self.conditioning = self._resolve_conditioning(g.camera_conditioning)
+        self._pipe = None
+
+    def _resolve_conditioning(self, asked: str) -> str:
+        spec, where = self.spec, f"generator.model {self.spec.path} ({self.spec.class_name})"
+        if asked == "auto":
+            if spec.kind == "control":
+                asked = "warp"
+            elif self._adapter_cfg is not None:
+                asked = "pluecker"
+            else:
+                raise ValueError(
+                    f"{where} has no camera control: put trained Pluecker adapter weights in "
+                    f"{self.adapter_dir} (third_party/camera_adapter.py), use a video-conditioned pipeline "
+                    "(WanVACEPipeline, CogVideoXFunControlPipeline), or pass "
+                    "--config.generator.camera_conditioning=none to generate without following the trajectory"
+                )
+        if asked == "warp" and spec.kind != "control":
+            raise ValueError(
+                f"{where} is not video-conditioned, so it cannot take warp renders: use camera_conditioning="
+                "pluecker (with adapter weights) or a WanVACEPipeline / CogVideoXFunControlPipeline folder"
+            )
+        if asked == "pluecker":
+            if spec.family != "wan":
+                raise ValueError(f"{where}: the Pluecker camera adapter supports the Wan family only")
+            if self._adapter_cfg is None:
+                raise ValueError(
+                    f"{where}: camera_conditioning=pluecker needs adapter weights in {self.adapter_dir} "
+                    "(config.json + adapter.safetensors; set --config.generator.adapter=/path)"
+                )
+            if int(self._adapter_cfg.get("inner_dim", -1)) != spec.inner_dim:
+                raise ValueError(
+                    f"camera adapter {self.adapter_dir} has inner_dim "
+                    f"{self._adapter_cfg.get('inner_dim')} but the transformer of {spec.path} has width "
+                    f"{spec.inner_dim}"
+                )
+        return asked
+
+    def check(self, prompt: Prompt, trajectory: Trajectory) -> None:
+        spec, where = self.spec, f"generator.model {self.spec.path} ({self.spec.class_name})"
+        spec.check(trajectory.num_frames, trajectory.height, trajectory.width)
+        if self.conditioning == "pluecker":
+            pool = int(self._adapter_cfg.get("spatial_pool", spec.spatial_multiple))
+            fold = int(self._adapter_cfg.get("temporal_fold", spec.temporal_factor))
+            if (pool, fold) != (spec.spatial_multiple, spec.temporal_factor):
+                raise ValueError(
+                    f"camera adapter {self.adapter_dir} pools {pool} px / folds {fold} frames but the "
+                    f"model's tokens are {spec.spatial_multiple} px / {spec.temporal_factor} frames"
+                )
+        if spec.kind == "image" and not prompt.image:
+            raise ValueError(f"{where} is image-to-video: pass --config.prompt.image=photo.png")
+        if self.conditioning == "warp" and not prompt.image:
+            raise ValueError(
+                f"{where}: camera_conditioning=warp renders the image prompt: pass --config.prompt.image"
+            )
+        if spec.kind == "text" and spec.takes_text and not prompt.text.strip():
+            raise ValueError(f"{where} is text-to-video: pass --config.prompt.text='a description'")
+        if prompt.image:
+            images.load_image(prompt.image)
+        if prompt.depth:
+            warp.first_frame_depth(prompt, trajectory, self.warp_settings)
+
+    def pipeline(self):
+        """The loaded pipeline (loaded once)."""
+        if self._pipe is None:
+            from third_party import diffusers_video
+
+            self._pipe = diffusers_video.load(self.spec, self.cfg.dtype, self.cfg.device)
+        return self._pipe
+
+    def _image(self, prompt: Prompt, traj: Trajectory) -> np.ndarray | None:
+        if not prompt.image:
+            return None
+        img = images.load_image(prompt.image, background=self.warp_settings.background)
+        return images.fit_image(img, traj.width, traj.height, self.warp_settings.fit)
+
+    def generate(self, prompt: Prompt, trajectory: Trajectory, key: jax.Array) -> Frames:
+        from third_party import diffusers_video
+
+        self.check(prompt, trajectory)
+        image = self._image(prompt, trajectory)
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        control = None
+        if self.conditioning == "warp":
+            splats = warp.lift_first_frame(image, prompt, trajectory, self.warp_settings)
+            control = warp.render_views(splats, trajectory, self.warp_settings)
+        pipe = self.pipeline()
+        handle = None
+        if self.conditioning == "pluecker":
+            import torch
+
+            from third_party.camera_adapter import PlueckerAdapter
+
+            adapter = PlueckerAdapter.from_pretrained(self.adapter_dir).to(self.cfg.device)
+            rays = torch.from_dlpack(trajectory.relative_to_first().pluecker())  # JAX -> torch, no copy
+            handle = adapter.attach(pipe.transformer, rays)
+        try:
+            video = diffusers_video.run(
+                pipe,
+                self.spec,
+                num_frames=trajectory.num_frames,
+                height=trajectory.height,
+                width=trajectory.width,
+                seed=seed,
+                text=prompt.text,
+                negative_text=prompt.negative_text,
+                image=image,
+                control_video=None if control is None else np.asarray(control[0]),
+                control_mask=None if control is None else 1.0 - np.asarray(control[2]),
+                num_inference_steps=int(self.cfg.num_inference_steps),
+                guidance_scale=float(self.cfg.guidance_scale),
+                max_sequence_length=int(self.cfg.max_sequence_length),
+            )
+        finally:
+            if handle is not None:
+                handle.remove()
+        rgb = dlpack.video_to_jax(video)  # (F, H, W, 3), same buffer as the torch video
+        if rgb.dtype != jnp.float32:
+            rgb = rgb.astype(jnp.float32)
+        if control is None:  # geometry from the first generated frame
+            splats = warp.lift_first_frame(np.asarray(rgb[0]), prompt, trajectory, self.warp_settings)
+            control = warp.render_views(splats, trajectory, self.warp_settings)
+        _, depth, mask = control
+        return Frames(
+            rgb=rgb,  # the pipeline's post-processing already clamps to [0, 1]
+            cameras=trajectory,
+            times=frame_times(trajectory.num_frames),
+            depth=depth,
+            mask=mask,
+        )

@@ -1,0 +1,328 @@
+"""Adapter around diffusers video pipelines: inspect a local folder (no torch), load it offline, run it.
+
+`inspect(path)` reads only JSON (model_index.json and the component configs), so every check on the request
+(pipeline class, frame count, resolution) runs before torch or any weight is loaded. `load` calls
+`from_pretrained(path, local_files_only=True)`: nothing is ever downloaded. `run` returns the video as a torch
+tensor (F, 3, H, W) in [0, 1].
+
+Supported pipeline classes (model_index.json `_class_name`):
+  text-to-video:      WanPipeline, CogVideoXPipeline
+  image-to-video:     WanImageToVideoPipeline, CogVideoXImageToVideoPipeline, StableVideoDiffusionPipeline
+  video-conditioned:  WanVACEPipeline (video + mask: white = generate), CogVideoXFunControlPipeline
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+# class name -> (kind, family); kind: "text" | "image" | "control".
+SUPPORTED = {
+    "WanPipeline": ("text", "wan"),
+    "WanImageToVideoPipeline": ("image", "wan"),
+    "WanVACEPipeline": ("control", "wan"),
+    "CogVideoXPipeline": ("text", "cogvideox"),
+    "CogVideoXImageToVideoPipeline": ("image", "cogvideox"),
+    "CogVideoXFunControlPipeline": ("control", "cogvideox"),
+    "StableVideoDiffusionPipeline": ("image", "svd"),
+}
+MAX_SIDE = 4096  # sanity limit on the generated width / height in pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSpec:
+    """What a pipeline folder can produce, read from its JSON configs.
+
+    kind: "text" | "image" | "control"; family: "wan" | "cogvideox" | "svd".
+    temporal_factor: frame counts must be temporal_factor k + 1 (1: any count >= min_frames).
+    latent_frame_multiple: the latent frame count must also be a multiple of this (CogVideoX 1.5).
+    spatial_multiple: width and height must be multiples of this (VAE downsampling x patch size).
+    max_tokens_per_axis: limit on latent patches per axis (Wan's RoPE table), or None.
+    fixed_size: (height, width) the model only works at (learned positional embeddings), or None.
+    inner_dim: the transformer's hidden width (camera adapters), or None for UNets.
+    takes_text: the pipeline takes a text prompt.
+    """
+
+    path: str
+    class_name: str
+    kind: str
+    family: str
+    temporal_factor: int
+    latent_frame_multiple: int
+    spatial_multiple: int
+    max_tokens_per_axis: int | None
+    fixed_size: tuple[int, int] | None
+    inner_dim: int | None
+    takes_text: bool
+    min_frames: int = 1
+
+    def latent_frames(self, num_frames: int) -> int:
+        return (num_frames - 1) // self.temporal_factor + 1
+
+    def valid_frame_counts(self, near: int) -> list[int]:
+        """The valid frame counts just below and above `near` (for error messages)."""
+        step = self.temporal_factor * self.latent_frame_multiple
+        first = max(self.min_frames, 1 + self.temporal_factor * (self.latent_frame_multiple - 1))
+        if near <= first:
+            return [first]
+        below = first + (near - first) // step * step
+        return [below, below + step] if below != near else [near]
+
+    def check(self, num_frames: int, height: int, width: int) -> None:
+        """Raise ValueError (one line, with the fix) if the request cannot be produced as asked.
+
+        diffusers would otherwise round the frame count or the size silently, and the video would no longer
+        match the cameras.
+        """
+        name = f"generator.model {self.path} ({self.class_name})"
+        ok = num_frames >= self.min_frames and (num_frames - 1) % self.temporal_factor == 0
+        ok = ok and self.latent_frames(num_frames) % self.latent_frame_multiple == 0
+        if not ok:
+            rule = "any number of" if self.temporal_factor == 1 else f"{self.temporal_factor}k+1"
+            if self.latent_frame_multiple > 1:
+                rule += f" (with k+1 a multiple of {self.latent_frame_multiple})"
+            if self.min_frames > 1:
+                rule += f" (at least {self.min_frames})"
+            good = " or ".join(str(c) for c in self.valid_frame_counts(num_frames))
+            raise ValueError(
+                f"{name} makes {rule} frames; camera.num_frames={num_frames} is not one: use "
+                f"--config.camera.num_frames={good}"
+            )
+        m = self.spatial_multiple
+        if height % m or width % m:
+            fix_w, fix_h = max(m, round(width / m) * m), max(m, round(height / m) * m)
+            raise ValueError(
+                f"{name} needs width and height that are multiples of {m}; got {width} x {height}: use "
+                f"--config.camera.width={fix_w} --config.camera.height={fix_h}"
+            )
+        if self.fixed_size is not None and (height, width) != self.fixed_size:
+            fh, fw = self.fixed_size
+            raise ValueError(
+                f"{name} only generates {fw} x {fh} (learned positional embeddings); got {width} x {height}: "
+                f"use --config.camera.width={fw} --config.camera.height={fh}"
+            )
+        if max(height, width) > MAX_SIDE:
+            raise ValueError(f"{name}: {width} x {height} exceeds the {MAX_SIDE}-pixel limit of this adapter")
+        if self.max_tokens_per_axis is not None:
+            axes = {
+                "latent frames": self.latent_frames(num_frames),
+                "rows of patches": height // m,
+                "columns of patches": width // m,
+            }
+            over = {k: v for k, v in axes.items() if v > self.max_tokens_per_axis}
+            if over:
+                listing = ", ".join(f"{v} {k}" for k, v in over.items())
+                raise ValueError(
+                    f"{name} handles at most {self.max_tokens_per_axis} positions per axis "
+                    f"(rope_max_seq_len); {num_frames} frames at {width} x {height} need {listing}: lower "
+                    "the size or the frame count"
+                )
+
+
+def _read_json(path: str, what: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{what}: missing {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what}: {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: {path} must hold a JSON object")
+    return data
+
+
+def inspect(path: str) -> PipelineSpec:
+    """The PipelineSpec of a local diffusers pipeline folder; reads JSON only (no torch, no weights)."""
+    where = f"generator.model {path}"
+    if not path:
+        raise ValueError("generator.model is empty: pass a local diffusers pipeline folder")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{where}: no such folder")
+    index_path = os.path.join(path, "model_index.json")
+    if not os.path.isfile(index_path):
+        raise ValueError(
+            f"{where} is not a diffusers pipeline folder (no model_index.json); save one with "
+            "pipeline.save_pretrained(folder)"
+        )
+    index = _read_json(index_path, where)
+    cls = index.get("_class_name")
+    if cls not in SUPPORTED:
+        raise ValueError(
+            f"{where}: pipeline class {cls!r} is not supported; supported: {', '.join(sorted(SUPPORTED))}"
+        )
+    kind, family = SUPPORTED[cls]
+    for comp, entry in index.items():
+        if comp.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        if not os.path.isdir(os.path.join(path, comp)):
+            raise ValueError(
+                f"{where}: model_index.json lists component {comp!r} but the folder {comp}/ is missing"
+            )
+    vae = _read_json(os.path.join(path, "vae", "config.json"), where)
+    if family == "wan":
+        tr = _read_json(os.path.join(path, "transformer", "config.json"), where)
+        down = vae.get("temperal_downsample", [False, True, True])
+        temporal = int(vae.get("scale_factor_temporal") or 2 ** sum(bool(x) for x in down))
+        spatial = int(vae.get("scale_factor_spatial") or 2 ** len(down))
+        patch = tr.get("patch_size", [1, 2, 2])
+        return PipelineSpec(
+            path=path,
+            class_name=cls,
+            kind=kind,
+            family=family,
+            temporal_factor=temporal,
+            latent_frame_multiple=int(patch[0]),
+            spatial_multiple=spatial * int(max(patch[1], patch[2])),
+            max_tokens_per_axis=int(tr.get("rope_max_seq_len", 1024)),
+            fixed_size=None,
+            inner_dim=int(tr["num_attention_heads"]) * int(tr["attention_head_dim"]),
+            takes_text=True,
+        )
+    if family == "cogvideox":
+        tr = _read_json(os.path.join(path, "transformer", "config.json"), where)
+        spatial = 2 ** (len(vae.get("block_out_channels", [128, 256, 256, 512])) - 1)
+        p = int(tr.get("patch_size", 2))
+        fixed = None
+        if tr.get("use_learned_positional_embeddings", False) and kind == "image":
+            fixed = (int(tr["sample_height"]) * spatial, int(tr["sample_width"]) * spatial)
+        return PipelineSpec(
+            path=path,
+            class_name=cls,
+            kind=kind,
+            family=family,
+            temporal_factor=int(vae.get("temporal_compression_ratio", 4)),
+            latent_frame_multiple=int(tr.get("patch_size_t") or 1),
+            spatial_multiple=spatial * p,
+            max_tokens_per_axis=None,
+            fixed_size=fixed,
+            inner_dim=int(tr["num_attention_heads"]) * int(tr["attention_head_dim"]),
+            takes_text=True,
+        )
+    # Stable Video Diffusion: a spatio-temporal UNet; any frame count >= 2, sizes multiple of the VAE factor.
+    _read_json(os.path.join(path, "unet", "config.json"), where)
+    return PipelineSpec(
+        path=path,
+        class_name=cls,
+        kind=kind,
+        family=family,
+        temporal_factor=1,
+        latent_frame_multiple=1,
+        spatial_multiple=2 ** (len(vae.get("block_out_channels", [128, 256, 512, 512])) - 1),
+        max_tokens_per_axis=None,
+        fixed_size=None,
+        inner_dim=None,
+        takes_text=False,
+        min_frames=2,
+    )
+
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load(spec: PipelineSpec, dtype: str = "float32", device: str = "cpu") -> Any:
+    """The pipeline, from its folder only (local_files_only=True), on `device`, progress bar off."""
+    import diffusers
+    import torch
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"generator.dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+    cls = getattr(diffusers, spec.class_name)
+    try:
+        pipe = cls.from_pretrained(spec.path, local_files_only=True, dtype=getattr(torch, dtype))
+    except Exception as e:  # diffusers raises many types here (OSError, ValueError, EnvironmentError, ...)
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(
+            f"generator.model {spec.path}: could not load the {spec.class_name} pipeline "
+            f"({type(e).__name__}: {msg})"
+        ) from None
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _pil(rgb: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def _pil_mask(mask: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray((np.clip(mask, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mode="L").convert("RGB")
+
+
+def run(
+    pipe: Any,
+    spec: PipelineSpec,
+    *,
+    num_frames: int,
+    height: int,
+    width: int,
+    seed: int,
+    text: str = "",
+    negative_text: str = "",
+    image: np.ndarray | None = None,
+    control_video: np.ndarray | None = None,
+    control_mask: np.ndarray | None = None,
+    num_inference_steps: int = 30,
+    guidance_scale: float = 5.0,
+    max_sequence_length: int = 512,
+) -> Any:
+    """Generate one video; returns a torch tensor (F, 3, H, W) float in [0, 1].
+
+    image: (H, W, 3) float in [0, 1] (image-to-video, and a reference for control pipelines).
+    control_video: (F, H, W, 3) float in [0, 1], frames rendered along the trajectory (control pipelines).
+    control_mask: (F, H, W) float, 1 where the model must generate (disoccluded), 0 where it must keep the
+    control frame (WanVACE's convention: white = generate).
+    """
+    import torch
+
+    spec.check(num_frames, height, width)
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    kw: dict[str, Any] = dict(
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        num_inference_steps=num_inference_steps,
+        generator=gen,
+        output_type="pt",
+    )
+    if spec.takes_text:
+        kw.update(prompt=text, negative_prompt=negative_text or None, guidance_scale=guidance_scale)
+    if spec.family == "wan":
+        kw["max_sequence_length"] = max_sequence_length
+    if spec.kind == "image":
+        if image is None:
+            raise ValueError(f"{spec.class_name} is image-to-video: it needs an image prompt")
+        kw["image"] = _pil(image)
+        if spec.family == "svd":
+            kw.update(max_guidance_scale=guidance_scale, decode_chunk_size=num_frames)
+    if spec.kind == "control":
+        if control_video is None:
+            raise ValueError(f"{spec.class_name} is video-conditioned: it needs control frames")
+        frames = [_pil(f) for f in control_video]
+        if spec.family == "wan":
+            kw["video"] = frames
+            if control_mask is not None:
+                kw["mask"] = [_pil_mask(m) for m in control_mask]
+        else:
+            kw["control_video"] = frames
+    with torch.no_grad():
+        out = pipe(**kw)
+    video = out.frames
+    if isinstance(video, (list, tuple)):
+        video = video[0]
+    if video.ndim == 5:
+        video = video[0]
+    if tuple(video.shape) != (num_frames, 3, height, width):
+        raise RuntimeError(
+            f"{spec.class_name} returned a video of shape {tuple(video.shape)}, expected "
+            f"{(num_frames, 3, height, width)}"
+        )
+    return video

@@ -27,6 +27,8 @@ def synthetic_config(config: ml_collections.ConfigDict) -> synthetic.SyntheticCo
         train_arc_deg=d.train_arc_deg,
         eval_azimuths_deg=tuple(d.eval_azimuths_deg),
         background=tuple(config.render.background),
+        spin_deg=d.spin_deg,
+        bounces=d.bounces,
     )
 
 
@@ -42,6 +44,14 @@ def novel_orbit(sc: synthetic.SyntheticConfig, num: int, arc_deg: float) -> came
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Run the whole job; returns the summary metrics and the output paths."""
+    if config.data.source == "iphone":  # a DyCheck iPhone scene folder, evaluated under its protocol
+        from any4d_jax import dycheck_eval
+
+        return dycheck_eval.train_and_evaluate(config, workdir)
+    if config.data.source == "prompt":  # generate a video under the trajectory, reconstruct with its cameras
+        from any4d_jax.generate import prompt_to_4d
+
+        return prompt_to_4d.prompt_to_4d(config, workdir)
     if config.data.source != "synthetic":
         raise ValueError(f"data.source {config.data.source!r} is not available yet (only 'synthetic')")
     sc = synthetic_config(config)

@@ -75,6 +75,7 @@ class Setup:
     background: tuple
     ssim_lambda: float
     depth_weight: float
+    foreground_weight: float
     accel_weight: float
     rigidity_weight: float
     sparsity_weight: float
@@ -87,6 +88,12 @@ class Setup:
         return motion.basis_mask(self.motion, self.active_generator_channels, self.active_learnable_bases)
 
 
+def canonical_frame(config: ml_collections.ConfigDict, num_frames: int) -> int:
+    """config.motion.canonical_frame, where -1 means the middle frame (num_frames // 2)."""
+    t0 = int(config.motion.canonical_frame)
+    return num_frames // 2 if t0 == -1 else t0
+
+
 def motion_config(config: ml_collections.ConfigDict, num_frames: int) -> motion.MotionConfig:
     m = config.motion
     if m.preset not in PRESETS:
@@ -97,7 +104,7 @@ def motion_config(config: ml_collections.ConfigDict, num_frames: int) -> motion.
         num_learnable_bases=m.num_learnable_bases,
         time_basis=m.time_basis,
         num_time_coeffs=m.num_time_coeffs,
-        canonical_frame=m.canonical_frame,
+        canonical_frame=canonical_frame(config, num_frames),
     )
 
 
@@ -114,6 +121,7 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
         background=tuple(float(x) for x in config.render.background),
         ssim_lambda=t.ssim_lambda,
         depth_weight=t.depth_weight,
+        foreground_weight=t.foreground_weight,
         accel_weight=t.accel_weight,
         rigidity_weight=t.rigidity_weight,
         sparsity_weight=t.sparsity_weight,
@@ -180,6 +188,9 @@ def loss_fn(params, offset, state: TrainState, batch: dict, setup: Setup, mask):
     parts = {"photometric": losses.photometric(out.rgb, batch["rgb"], setup.ssim_lambda)}
     if setup.depth_weight > 0:
         parts["depth"] = setup.depth_weight * losses.depth_loss(out.depth, batch["depth"])
+    if setup.foreground_weight > 0:
+        # Extra L1 on the moving pixels: they are a small part of the image but hold most of the error.
+        parts["foreground"] = setup.foreground_weight * losses.masked_l1(out.rgb, batch["rgb"], batch["mask"])
     mp = params["motion"]
     if setup.accel_weight > 0:
         parts["acceleration"] = setup.accel_weight * motion.acceleration_loss(mp, setup.motion, mask)
@@ -242,14 +253,16 @@ def make_train_step(setup: Setup, optimizer: optax.GradientTransformation):
     return step
 
 
-def init_gaussians(config: ml_collections.ConfigDict, frames: Frames):
+def init_gaussians(config: ml_collections.ConfigDict, frames: Frames, extra_points=None):
     """Point cloud from the training depth maps: everything at the canonical frame, static parts elsewhere.
 
     Returns (Gaussians, dynamic (N,) bool): `dynamic` marks points from the foreground mask at the canonical
     frame (all canonical points when the data has no mask); only those get initial motion weights.
     """
     m = config.model
-    t0 = config.motion.canonical_frame
+    times = np.asarray(frames.times)
+    # The frame seen at (closest to) the canonical time: its whole depth map seeds the moving Gaussians.
+    t0 = int(np.argmin(np.abs(times - canonical_frame(config, int(times.max()) + 1))))
     if frames.depth is None or not np.any(np.asarray(frames.depth) > 0):
         raise ValueError("model init from depth needs frames with depth; this data source gives none")
     depth = np.asarray(frames.depth)
@@ -266,6 +279,10 @@ def init_gaussians(config: ml_collections.ConfigDict, frames: Frames):
     pts, cols = np.concatenate([p0, p1, p2]), np.concatenate([c0, c1, c2])
     dyn = np.zeros(len(pts), bool)
     dyn[len(p0) : len(p0) + len(p1)] = True
+    if extra_points is not None:  # e.g. DyCheck's points.npy: (M, 3) static points, (M, 3) colours
+        pts = np.concatenate([pts, np.asarray(extra_points[0], np.float32)])
+        cols = np.concatenate([cols, np.asarray(extra_points[1], np.float32)])
+        dyn = np.concatenate([dyn, np.zeros(len(extra_points[0]), bool)])
     limit = int(m.init_fraction * m.capacity)
     if len(pts) > limit:
         keep = np.sort(np.random.default_rng(config.seed).choice(len(pts), limit, replace=False))
@@ -274,15 +291,17 @@ def init_gaussians(config: ml_collections.ConfigDict, frames: Frames):
     return g, jnp.zeros((m.capacity,), bool).at[: len(pts)].set(jnp.asarray(dyn))
 
 
-def init_state(config, setup: Setup, frames: Frames, optimizer) -> TrainState:
+def init_state(config, setup: Setup, frames: Frames, optimizer, extra_points=None) -> TrainState:
     key = jax.random.PRNGKey(config.seed)
     k_means, k_run = jax.random.split(key)
-    g, dynamic = init_gaussians(config, frames)
+    g, dynamic = init_gaussians(config, frames, extra_points)
     if not bool(jnp.any(dynamic)):
         dynamic = g.active
     # k-means over the dynamic points only: static points start (and, with sparsity, tend to stay) motionless.
     weights = motion.kmeans_weights(g.means, setup.motion, k_means, active=dynamic)
-    weights = weights * config.motion.init_weight * dynamic[:, None]
+    gen = jnp.arange(setup.motion.num_bases) < setup.motion.num_generator_bases
+    scale = jnp.where(gen, config.motion.init_generator_weight, config.motion.init_weight)
+    weights = weights * scale * dynamic[:, None]
     params = {
         "means": g.means,
         "quats": g.quats,
@@ -319,6 +338,7 @@ def rigidity_neighbours(params: dict, active, k: int, weight_scale: float) -> jn
 def frames_to_data(frames: Frames) -> dict:
     data = {"rgb": frames.rgb, "viewmat": frames.cameras.viewmat, "K": frames.cameras.K, "time": frames.times}
     data["depth"] = frames.depth if frames.depth is not None else jnp.zeros(frames.rgb.shape[:3])
+    data["mask"] = frames.mask if frames.mask is not None else jnp.zeros(frames.rgb.shape[:3])
     return data
 
 
@@ -360,12 +380,22 @@ def _guard_finite(loss: float, step: int, workdir: str, mgr: ocp.CheckpointManag
     )
 
 
-def train(config: ml_collections.ConfigDict, frames: Frames, workdir: str) -> tuple[TrainState, Setup]:
-    """Fit Gaussians + motion to `frames`; checkpoints in workdir/checkpoints. Returns the final state."""
+def train(
+    config: ml_collections.ConfigDict, frames: Frames, workdir: str, extra_points=None
+) -> tuple[TrainState, Setup]:
+    """Fit Gaussians + motion to `frames`; checkpoints in workdir/checkpoints. Returns the final state.
+
+    extra_points: optional (points (M, 3), colours (M, 3)) of static scene points added to the initialisation.
+    """
+    parallel = config.get("parallel")
+    if parallel is not None and parallel.get("devices", 1) > 1:  # data-parallel over a device mesh
+        from any4d_jax import parallel as parallel_lib
+
+        return parallel_lib.train(config, frames, workdir, extra_points)
     check_workdir(config, workdir)
     setup = make_setup(config, frames)
     optimizer = make_optimizer(config, scene_extent(frames.cameras))
-    state = init_state(config, setup, frames, optimizer)
+    state = init_state(config, setup, frames, optimizer, extra_points)
     data = frames_to_data(frames)
     mask = setup.basis_mask()
     tc = config.train

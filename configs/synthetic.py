@@ -20,11 +20,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_background = 6000  # Gaussians of the ground-truth static background
     c.data.num_per_object = 1200  # Gaussians per ground-truth dynamic object
     c.data.train_arc_deg = 50.0  # azimuth span swept by the training camera
+    c.data.spin_deg = 90.0  # total turn of the spinning cube over the clip (180: harder, see README)
+    c.data.bounces = 2  # bounces of the ball over the clip
     c.data.eval_azimuths_deg = (-12.0, 12.0)  # static held-out cameras (inside the training span)
 
     c.model = ml_collections.ConfigDict()
     c.model.capacity = 10000  # Gaussian slots (fixed shape; density control fills free slots)
-    c.model.sh_degree = 1  # spherical-harmonic degree of the colours
+    c.model.sh_degree = 0  # spherical-harmonic degree of the colours (1+ overfits the narrow training arc)
     c.model.init_stride = 2  # pixel stride of the canonical frame's depth unprojection (static pixels)
     c.model.init_stride_dynamic = 1  # pixel stride on the canonical frame's foreground (dynamic) pixels
     c.model.init_stride_static = 6  # pixel stride for static pixels of the other frames
@@ -37,16 +39,19 @@ def get_config() -> ml_collections.ConfigDict:
     c.motion.num_learnable_bases = 8  # B_l learnable SE(3) bases (hybrid preset)
     c.motion.time_basis = "dct"  # per_frame | dct
     c.motion.num_time_coeffs = 10  # DCT terms per trajectory
-    c.motion.canonical_frame = 0  # t0: motion is the identity there
-    c.motion.init_weight = 1.0  # scale of the k-means one-hot initial weights
+    c.motion.canonical_frame = -1  # t0, where motion is the identity; -1 = the middle frame (halves the largest motion)
+    c.motion.init_weight = 1.0  # scale of the k-means one-hot initial weights on the learnable bases
+    c.motion.init_generator_weight = 0.0  # the same on the generator bases (0: channels shared by clusters
+    # would couple unrelated objects at the start; the weights grow where the generators help)
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1500  # optimisation steps (one random training frame each)
     c.train.time_ramp_steps = 600  # frames come from a window growing to the whole clip over these steps
     c.train.ssim_lambda = 0.2  # photometric = (1 - l) L1 + l (1 - SSIM)
     c.train.depth_weight = 0.05  # L1 on z-depth where the data has depth (0 disables)
+    c.train.foreground_weight = 0.0  # extra L1 on foreground-mask pixels (data with masks; 0 disables)
     c.train.accel_weight = 0.1  # temporal acceleration of basis trajectories
-    c.train.rigidity_weight = 0.5  # local rigidity over k nearest neighbours
+    c.train.rigidity_weight = 2.0  # local rigidity over k nearest neighbours
     c.train.rigidity_k = 8  # neighbours for the rigidity loss (refreshed at each densification)
     c.train.sparsity_weight = 0.05  # L1 on motion weights
     c.train.densify_from = 200  # first step of adaptive density control
@@ -77,4 +82,19 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.novel_views = 48  # frames of the novel orbit video
     c.eval.novel_arc_deg = 80.0  # azimuth span of the novel orbit (wider than training)
     c.eval.write_ply = True  # write the Gaussians of every frame as 3DGS PLY
+
+    # python -m experiments.ablate: every (C, B_l) combination trained at once by one vmapped train step,
+    # as active-basis masks over the maximal allocation (motion.num_* are raised to the largest counts).
+    c.ablation = ml_collections.ConfigDict()
+    c.ablation.generator_channels = "0,1,2"  # generator channel counts C to compare (comma-separated)
+    c.ablation.learnable_bases = "0,4,8,16"  # learnable basis counts B_l to compare (comma-separated)
+    c.ablation.num_seeds = 1  # runs per combination, seeds seed, seed+1, ... (the table gives the mean)
+    c.ablation.step_scale = 0.2  # fraction of train.num_steps (and time ramp, density control) per variant
+
+    # Data-parallel training: a batch of training frames split over a jax.sharding Mesh, parameters
+    # replicated, gradients reduced by the compiler. CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N.
+    c.parallel = ml_collections.ConfigDict()
+    c.parallel.devices = 1  # devices to train on (jax.devices()[:N]); 1 = the single-device path, unchanged
+    c.parallel.frames_per_device = 1  # training frames each device renders per step (batch = devices x this)
+    c.parallel.distributed = False  # multi-host: jax.distributed.initialize() before anything (see README)
     return c

@@ -67,3 +67,22 @@ def test_eval_cameras_lie_within_the_training_span():
     )  # noqa: E731
     assert az(tr).min() < az(ev).min() and az(ev).max() < az(tr).max()
     assert jax.numpy.all(jnp.isfinite(ev))
+
+
+def test_spin_and_bounce_knobs_match_closed_forms():
+    T = TINY.num_frames
+    for spin, bounces, lift in [(90.0, 1, -0.7), (180.0, 2, 0.0)]:
+        cfg = dataclasses.replace(TINY, spin_deg=spin, bounces=bounces)
+        scene = synthetic.build_scene(cfg)
+        g = np.asarray(scene.groups)
+        m0 = np.asarray(synthetic.scene_at(scene, cfg, 0.0).means)
+        # The spinner turns by spin_deg about the vertical axis through its centre over the whole clip.
+        m1 = np.asarray(synthetic.scene_at(scene, cfg, float(T - 1)).means)
+        c = np.asarray(synthetic.SPINNER_CENTRE)
+        a, b = (m0 - c)[g == synthetic.SPINNER][:, [0, 2]], (m1 - c)[g == synthetic.SPINNER][:, [0, 2]]
+        ang = np.degrees(np.arctan2(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], (a * b).sum(-1)))
+        np.testing.assert_allclose(np.abs(ang), spin, atol=1e-3)
+        np.testing.assert_allclose(np.asarray(m1 - m0)[g == synthetic.SPINNER][:, 1], 0.0, atol=1e-5)
+        # Mid-clip the ball is at the top of a bounce (one bounce) or back on the ground (two bounces).
+        mid = np.asarray(synthetic.scene_at(scene, cfg, 0.5 * (T - 1)).means)
+        np.testing.assert_allclose((mid - m0)[g == synthetic.BOUNCER][:, 1], lift, atol=1e-5)

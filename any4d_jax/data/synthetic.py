@@ -43,6 +43,8 @@ class SyntheticConfig:
     train_arc_deg: float = 50.0  # azimuth span swept by the training camera
     eval_azimuths_deg: tuple = (-12.0, 12.0)  # static held-out cameras (inside the training span)
     background: tuple = (1.0, 1.0, 1.0)  # colour behind the scene
+    spin_deg: float = 90.0  # total turn of the spinning cube over the clip
+    bounces: int = 2  # bounces of the ball over the clip
 
 
 @struct.dataclass
@@ -163,14 +165,14 @@ def scene_at(scene: SyntheticScene, cfg: SyntheticConfig, t) -> Splats:
     phase = t / T  # 0 .. 1 over the clip
     g = scene.groups[:, None]
 
-    # Spinner: half a turn about the vertical axis through its centre.
-    ang = jnp.pi * phase
+    # Spinner: cfg.spin_deg about the vertical axis through its centre.
+    ang = jnp.deg2rad(cfg.spin_deg) * phase
     R = geometry.so3_exp(jnp.array([0.0, 1.0, 0.0]) * ang)
     spun = (s.means - SPINNER_CENTRE) @ R.T + SPINNER_CENTRE
     q_spin = geometry.quat_multiply(geometry.so3_exp_quat(jnp.array([0.0, 1.0, 0.0]) * ang), s.quats)
 
-    # Bouncer: two bounces, moving up (-y) and sideways.
-    lift = -0.7 * jnp.abs(jnp.sin(2.0 * jnp.pi * phase))
+    # Bouncer: cfg.bounces bounces, moving up (-y) and sideways.
+    lift = -0.7 * jnp.abs(jnp.sin(cfg.bounces * jnp.pi * phase))
     bounced = s.means + jnp.stack([-0.35 * phase, lift, 0.0 * phase])
 
     # Sheet: a travelling wave in z whose amplitude grows from the pinned edge.

@@ -123,3 +123,17 @@ def project_points(camera: Camera, points: jnp.ndarray) -> tuple[jnp.ndarray, jn
     z = p_cam[:, 2]
     uvw = p_cam @ camera.K.T
     return uvw[:, :2] / uvw[:, 2:3], z
+
+
+# Trajectory (per-frame cameras of a video) and its constructors live in trajectory.py, which subclasses
+# Camera; they are re-exported here lazily (PEP 562) so that importing either module first works (no cycle).
+_TRAJECTORY_NAMES = ("Trajectory", "make_trajectory", "orbit", "dolly", "pan", "spiral", "static")
+_TRAJECTORY_NAMES += ("from_keyframes", "from_json", "novel_view_path", "quat_slerp")
+
+
+def __getattr__(name: str):
+    if name in _TRAJECTORY_NAMES:
+        from any4d_jax import trajectory
+
+        return getattr(trajectory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -143,7 +143,12 @@ def time_basis(cfg: MotionConfig, t: jnp.ndarray) -> jnp.ndarray:
         j = jnp.arange(1, cfg.num_time_coeffs + 1, dtype=jnp.float32)
         return jnp.cos(jnp.pi * j * (tt + 0.5) / cfg.num_frames)
 
-    return phi(t) - phi(jnp.float32(cfg.canonical_frame))
+    t = jnp.asarray(t, jnp.float32)
+    t0 = jnp.float32(cfg.canonical_frame)
+    # Exactly 0 at t0: phi(t0) may be folded at compile time and phi(t) computed at run time by different cos
+    # approximations (~1e-6 apart), which would give the trajectories rounding-noise gradients at t0 that
+    # Adam, being scale-invariant, turns into full learning-rate steps.
+    return jnp.where((t == t0)[..., None], 0.0, phi(t) - phi(t0))
 
 
 def basis_twists(params: MotionParams, cfg: MotionConfig, t) -> tuple[jnp.ndarray, jnp.ndarray]:

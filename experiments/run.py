@@ -17,6 +17,13 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    parallel = FLAGS.config.get("parallel")
+    if parallel is not None and parallel.get("distributed", False):
+        import jax
+
+        # Multi-host, before any JAX computation: coordinator, process count and id are detected on SLURM,
+        # Open MPI, Kubernetes and Cloud TPU (see the README for other clusters).
+        jax.distributed.initialize()
     from any4d_jax import pipeline
 
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]

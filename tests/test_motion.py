@@ -82,6 +82,15 @@ def test_identity_at_canonical_frame_and_motion_elsewhere(basis):
     assert float(jnp.max(jnp.abs(m4 - means))) > 1e-2
 
 
+@pytest.mark.parametrize("basis", ["per_frame", "dct"])
+def test_time_basis_is_exactly_zero_at_the_canonical_frame_under_jit_and_vmap(basis):
+    cfg = MotionConfig(num_frames=24, time_basis=basis, num_time_coeffs=16, canonical_frame=12)
+    f = lambda t: motion.time_basis(cfg, t)  # noqa: E731
+    np.testing.assert_array_equal(jax.jit(f)(jnp.float32(12.0)), 0.0)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(f))(jnp.full((3,), 12.0, jnp.float32)), 0.0)
+    assert float(jnp.max(jnp.abs(jax.jit(f)(jnp.float32(11.0))))) > 1e-2
+
+
 def test_per_frame_trajectories_interpolate_linearly_between_frames():
     cfg = MotionConfig(num_frames=4, num_generator_channels=1, num_learnable_bases=2, time_basis="per_frame")
     params = _random_params(cfg, 5, jax.random.PRNGKey(4))

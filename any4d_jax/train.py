@@ -319,20 +319,36 @@ def init_state(config, setup: Setup, frames: Frames, optimizer, extra_points=Non
         active=g.active,
         grad_accum=jnp.zeros((n,), jnp.float32),
         vis_count=jnp.zeros((n,), jnp.float32),
-        neighbours=rigidity_neighbours(params, g.active, config.train.rigidity_k, 1.0),
+        neighbours=rigidity_neighbours(
+            params, g.active, config.train.rigidity_k, 1.0, config.train.get("rigidity_space", "weights")
+        ),
         step=jnp.zeros((), jnp.int32),
         rng=k_run,
     )
 
 
-def rigidity_neighbours(params: dict, active, k: int, weight_scale: float) -> jnp.ndarray:
-    """k nearest neighbours in (position, motion weights) space.
+RIGIDITY_SPACES = ("weights", "moving")
 
-    Distances include the weights so that a Gaussian's neighbours move with the same bases: a cube resting on
-    the ground is not tied rigidly to the ground (whose weights are ~0).
+
+def rigidity_neighbours(
+    params: dict, active, k: int, weight_scale: float, space: str = "weights"
+) -> jnp.ndarray:
+    """(N, k) nearest neighbours for the rigidity loss.
+
+    space "weights": in (position, weight_scale x motion weights) space, so that a Gaussian's neighbours move
+    with the same bases (a cube resting on the ground is not tied to the ground, whose weights are ~0); the
+    neighbours then stay inside one k-means cluster. "moving": by position alone, but moving Gaussians (any
+    motion weight) only neighbour moving ones, so clusters of one object are tied to each other while moving
+    objects stay free of the static scene.
     """
-    feats = jnp.concatenate([params["means"], weight_scale * params["motion"].weights], axis=-1)
-    return motion.knn(feats, k, active)
+    w = params["motion"].weights
+    if space == "weights":
+        extra = weight_scale * w
+    elif space == "moving":
+        extra = 1e3 * (jnp.sum(jnp.abs(w), axis=-1, keepdims=True) > 0.1).astype(w.dtype)
+    else:
+        raise ValueError(f"train.rigidity_space must be one of {RIGIDITY_SPACES}, got {space!r}")
+    return motion.knn(jnp.concatenate([params["means"], extra], axis=-1), k, active)
 
 
 def frames_to_data(frames: Frames) -> dict:
@@ -387,6 +403,10 @@ def train(
 
     extra_points: optional (points (M, 3), colours (M, 3)) of static scene points added to the initialisation.
     """
+    from any4d_jax.export import write_train_cameras  # the exporter's input; export imports train lazily
+
+    os.makedirs(workdir, exist_ok=True)
+    write_train_cameras(workdir, frames.cameras, frames.times, int(jnp.max(frames.times)) + 1)
     parallel = config.get("parallel")
     if parallel is not None and parallel.get("devices", 1) > 1:  # data-parallel over a device mesh
         from any4d_jax import parallel as parallel_lib
@@ -407,7 +427,11 @@ def train(
     step_fn = jax.jit(make_train_step(setup, optimizer), donate_argnums=(0,))
     extent = scene_extent(frames.cameras)
     dens_fn = jax.jit(functools.partial(densify, cfg=setup.densify))
-    knn_fn = jax.jit(functools.partial(rigidity_neighbours, k=tc.rigidity_k, weight_scale=1.0))
+    knn_fn = jax.jit(
+        functools.partial(
+            rigidity_neighbours, k=tc.rigidity_k, weight_scale=1.0, space=tc.get("rigidity_space", "weights")
+        )
+    )
 
     start = int(state.step)
     stop = tc.num_steps if tc.stop_after < 0 else min(tc.num_steps, tc.stop_after)

@@ -338,6 +338,11 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Scene:
         header = json.loads(hbytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise A4DFormatError(f"{name}: corrupted header ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != "a4d":
+        raise A4DFormatError(f'{name}: the header is not an a4d header (no "format": "a4d")')
+    missing = [k for k in ("arrays", "payload_bytes", "payload_crc32") if k not in header]
+    if missing:
+        raise A4DFormatError(f"{name}: the header lacks {', '.join(missing)}")
     payload = data[start:]
     need = int(header["payload_bytes"])
     if len(payload) < need:

@@ -138,17 +138,21 @@ def scene_extent(cams: Camera) -> float:
 
 
 def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.GradientTransformation:
-    """Adam per parameter group; the means' learning rate decays exponentially (x0.01) over the run."""
+    """Adam per parameter group; the means' learning rate decays exponentially (x0.01) over the run, the
+    motion's by lr.motion_decay (1: constant)."""
     lr = config.train.lr
-    means = optax.exponential_decay(lr.means * extent, config.train.num_steps, 0.01)
+    steps = config.train.num_steps
+    means = optax.exponential_decay(lr.means * extent, steps, 0.01)
+    decay = lr.get("motion_decay", 1.0)
+    sched = lambda v: v if decay == 1.0 else optax.exponential_decay(v, steps, decay)  # noqa: E731
     groups = {
         "means": optax.adam(means),
         "quats": optax.adam(lr.quats),
         "log_scales": optax.adam(lr.scales),
         "opacity_logits": optax.adam(lr.opacities),
         "sh": optax.adam(lr.colors),
-        "motion_traj": optax.adam(lr.motion_trajectories),
-        "motion_weights": optax.adam(lr.motion_weights),
+        "motion_traj": optax.adam(sched(lr.motion_trajectories)),
+        "motion_weights": optax.adam(sched(lr.motion_weights)),
         "frozen": optax.set_to_zero(),
     }
 

@@ -72,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.lr.colors = 2.5e-3  # SH coefficients
     c.train.lr.motion_trajectories = 5e-3  # basis trajectory coefficients
     c.train.lr.motion_weights = 1e-2  # per-Gaussian blend weights
+    c.train.lr.motion_decay = 0.1  # both motion rates decay exponentially to this factor (1: constant)
 
     c.render = ml_collections.ConfigDict()
     c.render.background = (1.0, 1.0, 1.0)  # RGB behind everything (data and model)

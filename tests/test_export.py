@@ -214,6 +214,13 @@ def test_inconsistent_header_shapes_are_refused(good_bytes):
         export.from_bytes(bad)
 
 
+def test_header_without_required_keys_is_refused(good_bytes):
+    with pytest.raises(export.A4DFormatError, match="lacks payload_crc32"):
+        export.from_bytes(_with_header(good_bytes, lambda h: h.pop("payload_crc32")))
+    with pytest.raises(export.A4DFormatError, match="not an a4d header"):
+        export.from_bytes(_with_header(good_bytes, lambda h: h.update(format="other")))
+
+
 def test_workdir_without_training_outputs_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="train_cameras.npz is missing"):

@@ -323,36 +323,20 @@ def init_state(config, setup: Setup, frames: Frames, optimizer, extra_points=Non
         active=g.active,
         grad_accum=jnp.zeros((n,), jnp.float32),
         vis_count=jnp.zeros((n,), jnp.float32),
-        neighbours=rigidity_neighbours(
-            params, g.active, config.train.rigidity_k, 1.0, config.train.get("rigidity_space", "weights")
-        ),
+        neighbours=rigidity_neighbours(params, g.active, config.train.rigidity_k, 1.0),
         step=jnp.zeros((), jnp.int32),
         rng=k_run,
     )
 
 
-RIGIDITY_SPACES = ("weights", "moving")
+def rigidity_neighbours(params: dict, active, k: int, weight_scale: float) -> jnp.ndarray:
+    """k nearest neighbours in (position, motion weights) space.
 
-
-def rigidity_neighbours(
-    params: dict, active, k: int, weight_scale: float, space: str = "weights"
-) -> jnp.ndarray:
-    """(N, k) nearest neighbours for the rigidity loss.
-
-    space "weights": in (position, weight_scale x motion weights) space, so that a Gaussian's neighbours move
-    with the same bases (a cube resting on the ground is not tied to the ground, whose weights are ~0); the
-    neighbours then stay inside one k-means cluster. "moving": by position alone, but moving Gaussians (any
-    motion weight) only neighbour moving ones, so clusters of one object are tied to each other while moving
-    objects stay free of the static scene.
+    Distances include the weights so that a Gaussian's neighbours move with the same bases: a cube resting on
+    the ground is not tied rigidly to the ground (whose weights are ~0).
     """
-    w = params["motion"].weights
-    if space == "weights":
-        extra = weight_scale * w
-    elif space == "moving":
-        extra = 1e3 * (jnp.sum(jnp.abs(w), axis=-1, keepdims=True) > 0.1).astype(w.dtype)
-    else:
-        raise ValueError(f"train.rigidity_space must be one of {RIGIDITY_SPACES}, got {space!r}")
-    return motion.knn(jnp.concatenate([params["means"], extra], axis=-1), k, active)
+    feats = jnp.concatenate([params["means"], weight_scale * params["motion"].weights], axis=-1)
+    return motion.knn(feats, k, active)
 
 
 def frames_to_data(frames: Frames) -> dict:
@@ -431,11 +415,7 @@ def train(
     step_fn = jax.jit(make_train_step(setup, optimizer), donate_argnums=(0,))
     extent = scene_extent(frames.cameras)
     dens_fn = jax.jit(functools.partial(densify, cfg=setup.densify))
-    knn_fn = jax.jit(
-        functools.partial(
-            rigidity_neighbours, k=tc.rigidity_k, weight_scale=1.0, space=tc.get("rigidity_space", "weights")
-        )
-    )
+    knn_fn = jax.jit(functools.partial(rigidity_neighbours, k=tc.rigidity_k, weight_scale=1.0))
 
     start = int(state.step)
     stop = tc.num_steps if tc.stop_after < 0 else min(tc.num_steps, tc.stop_after)

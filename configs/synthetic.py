@@ -53,7 +53,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.accel_weight = 0.1  # temporal acceleration of basis trajectories
     c.train.rigidity_weight = 2.0  # local rigidity over k nearest neighbours
     c.train.rigidity_k = 8  # neighbours for the rigidity loss (refreshed at each densification)
-    c.train.rigidity_space = "weights"  # neighbours by (position, weights) | "moving": position, moving apart
     c.train.sparsity_weight = 0.05  # L1 on motion weights
     c.train.densify_from = 200  # first step of adaptive density control
     c.train.densify_until = 1000  # last step of adaptive density control

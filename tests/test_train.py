@@ -97,3 +97,34 @@ def test_unknown_motion_preset_fails():
     c.motion.preset = "bogus"
     with pytest.raises(ValueError, match="motion.preset"):
         train_lib.motion_config(c, 4)
+
+
+def test_motion_learning_rates_decay_to_the_configured_factor():
+    """Adam's first step is the learning rate; with lr.motion_decay the last one is that x the factor."""
+    from any4d_jax import motion
+
+    c = synthetic_config.get_config()
+    c.train.num_steps = 11
+    c.train.lr.motion_decay = 0.1
+    mc = motion.MotionConfig(num_frames=4, num_generator_channels=1, num_learnable_bases=1, num_time_coeffs=2)
+    params = {
+        "means": jnp.zeros((3, 3)),
+        "quats": jnp.zeros((3, 4)),
+        "log_scales": jnp.zeros((3, 3)),
+        "opacity_logits": jnp.zeros((3,)),
+        "sh": jnp.zeros((3, 1, 3)),
+        "motion": motion.init_params(mc, 3),
+    }
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    opt = train_lib.make_optimizer(c, extent=1.0)
+    state = opt.init(params)
+    steps = []
+    for _ in range(c.train.num_steps):
+        upd, state = opt.update(grads, state, params)
+        steps.append((float(upd["motion"].learnable[0, 0, 0]), float(upd["motion"].weights[0, 0])))
+    lr = c.train.lr
+    np.testing.assert_allclose(steps[0], (-lr.motion_trajectories, -lr.motion_weights), rtol=1e-3)
+    # exponential decay over num_steps: step 10 of 11 has the factor 0.1 ** (10 / 11)
+    f = 0.1 ** (10 / 11)
+    np.testing.assert_allclose(steps[-1], (-lr.motion_trajectories * f, -lr.motion_weights * f), rtol=1e-3)
+    assert float(upd["motion"].generator_pivots[0, 0]) == 0.0  # pivots stay frozen

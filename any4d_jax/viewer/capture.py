@@ -192,7 +192,7 @@ def screenshot(
     t: time shown (default the canonical frame); viewmat, K: initial camera (default the first training
     camera), for an image of camera_size (width, height; K is rescaled to the canvas height).
     """
-    query = {"scene": serve.SCENE_PATH.lstrip("/"), "sync": "1"}
+    query = {"scene": serve.SCENE_PATH.lstrip("/"), "sync": "1", "page": f"{int(width)}x{int(height)}"}
     if t is not None:
         query["t"] = _fmt([t])
     if viewmat is not None:
@@ -204,7 +204,7 @@ def screenshot(
     try:
         url = base + "index.html?" + urllib.parse.urlencode(query)
         out = os.path.abspath(out_png)
-        _run_chromium(url, [f"--screenshot={out}"], width, height, timeout, 10000)
+        _run_chromium(url, [f"--screenshot={out}"], width, height, timeout, 60000)
     finally:
         server.shutdown()
         server.server_close()

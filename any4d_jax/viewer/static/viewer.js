@@ -12,6 +12,8 @@
  *                        written into <pre id="capture" data-status="ok">, or the error into the same element
  *                        with data-status="error" (read by any4d_jax/viewer/capture.py through --dump-dom)
  *   sync=1               evaluate frames on the main thread instead of the worker (headless screenshots)
+ *   page=WxH             lay the page out at exactly W x H CSS pixels, whatever the window (headless
+ *                        screenshots: Chromium resizes its view for --screenshot, which would clear the canvas)
  *
  * Mouse: left drag orbits about the target, right drag (or shift + drag) pans, the wheel zooms.
  * Keys: space play/pause, left/right previous/next frame, c snap to the training camera of the current time,
@@ -25,6 +27,13 @@
   const CAPTURE = params.get('capture') === '1';
   const SYNC = CAPTURE || params.get('sync') === '1';
   const $ = (id) => document.getElementById(id);
+  const PAGE = /^(\d+)x(\d+)$/.exec(params.get('page') || '');
+  if (PAGE) {
+    for (const el of [document.documentElement, document.body]) {
+      el.style.width = PAGE[1] + 'px';
+      el.style.height = PAGE[2] + 'px';
+    }
+  }
 
   // ---------------------------------------------------------------------------------------------------------
   // Errors: always shown on the page (and in capture mode in the capture element, for the test to read).
@@ -563,8 +572,22 @@
         this.renderer.draw(view);
         // Until the sorted splats of this camera and time arrive, keep redrawing.
         this.dirty = this.busy;
+        if (SYNC && !this.dirty) this.snapshot();
       }
       requestAnimationFrame((ts) => this.tick(ts));
+    }
+
+    /** Headless screenshots (sync=1): show the finished frame as an <img> over the canvas. Chromium's
+     * --screenshot does not reliably composite a software-GL canvas, but a decoded image it always does. */
+    snapshot() {
+      let img = $('snapshot');
+      if (!img) {
+        img = document.createElement('img');
+        img.id = 'snapshot';
+        img.style.cssText = 'position:absolute;inset:0;width:100%;height:100%;pointer-events:none';
+        this.canvas.after(img);
+      }
+      img.src = this.canvas.toDataURL('image/png');
     }
   }
 

@@ -15,13 +15,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
-from any4d_jax import losses
-from any4d_jax import train as train_lib
-from any4d_jax.cameras import Camera
+from any4d_jax import data
 from any4d_jax.data.frames import Frames
+from any4d_jax.geometry.cameras import Camera
+from any4d_jax.io import workdir as workdir_lib
+from any4d_jax.model.gaussians import ModelParams, ModelSpec, splats_at
 from any4d_jax.render import render
+from any4d_jax.train import losses
+from any4d_jax.train import state as state_lib
 
 
 def load_config(path: str, overrides: dict | str | None = None) -> ml_collections.ConfigDict:
@@ -45,30 +47,21 @@ def load_config(path: str, overrides: dict | str | None = None) -> ml_collection
     return config
 
 
-def load_frames(config: ml_collections.ConfigDict) -> tuple[Frames, Frames]:
-    """(training frames, held-out frames) of the synthetic scene (the default data source)."""
-    if config.data.source != "synthetic":
-        raise ValueError(f"explore.load_frames supports data.source='synthetic', got {config.data.source!r}")
-    from any4d_jax import pipeline
-    from any4d_jax.data import synthetic
-
-    _, train, held_out = synthetic.make_dataset(pipeline.synthetic_config(config))
-    return train, held_out
+def load_frames(config: ml_collections.ConfigDict) -> tuple[Frames, Frames | None]:
+    """(training frames, held-out frames) of config.data.source (`data.load`)."""
+    ds = data.load(config)
+    return ds.train, ds.held_out
 
 
 def restore(config, frames: Frames, workdir: str, step: int | None = None):
-    """(TrainState, Setup) from workdir/checkpoints as `train.train` saved it (the latest step by default)."""
-    path = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    if not os.path.isdir(path):
+    """(TrainState, Setup) from workdir/checkpoints as training saved it (the latest step by default)."""
+    if not os.path.isdir(os.path.join(workdir, workdir_lib.CHECKPOINTS)):
         raise FileNotFoundError(f"no checkpoints in {workdir} (train first: python -m experiments.run)")
-    setup = train_lib.make_setup(config, frames)
-    optimizer = train_lib.make_optimizer(config, train_lib.scene_extent(frames.cameras))
-    target = train_lib.init_state(config, setup, frames, optimizer)
-    mgr = ocp.CheckpointManager(path)
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoints in {path}")
-    return mgr.restore(step, args=ocp.args.StandardRestore(target)), setup
+    setup = state_lib.make_setup(config, frames)
+    optimizer = state_lib.make_optimizer(config, state_lib.scene_extent(frames.cameras))
+    target = state_lib.init_state(config, setup, frames, optimizer)
+    mgr = workdir_lib.checkpoint_manager(workdir, create=False)
+    return workdir_lib.restore(mgr, target, step), setup
 
 
 def camera(frames: Frames, i: int) -> Camera:
@@ -77,21 +70,21 @@ def camera(frames: Frames, i: int) -> Camera:
     return Camera(viewmat=c.viewmat[i], K=c.K[i], width=c.width, height=c.height)
 
 
-def render_out(params: dict, active, setup, cam: Camera, t):
+def render_out(params: ModelParams, active, spec: ModelSpec, cam: Camera, t):
     """RenderOut (rgb (H, W, 3), ..., aux: means2d (N, 2), radii (N, 2)) of the model at time t from `cam`."""
-    splats = train_lib.splats_at(params, active, setup, t)
-    return render(splats, cam, jnp.asarray(setup.background), setup.render)
+    splats = splats_at(params, active, spec.motion, t)
+    return render(splats, cam, jnp.asarray(spec.background), spec.render)
 
 
-def displacement(params: dict, active, setup, t) -> jnp.ndarray:
+def displacement(params: ModelParams, active, spec: ModelSpec, t) -> jnp.ndarray:
     """(N,) distance each Gaussian moved from the canonical frame to time t (0 for inactive slots)."""
-    moved = train_lib.splats_at(params, active, setup, t).means - params["means"]
+    moved = splats_at(params, active, spec.motion, t).means - params.means
     return jnp.where(active, jnp.linalg.norm(moved, axis=-1), 0.0)
 
 
-def with_weights(params: dict, weights: jnp.ndarray) -> dict:
+def with_weights(params: ModelParams, weights: jnp.ndarray) -> ModelParams:
     """params with the motion weights (N, B) replaced."""
-    return {**params, "motion": params["motion"].replace(weights=weights)}
+    return params.replace(motion=params.motion.replace(weights=weights))
 
 
 def gaussian_weight_gradient(state, setup, cam: Camera, t, target, index, step: float = 1e-2) -> dict:
@@ -106,12 +99,12 @@ def gaussian_weight_gradient(state, setup, cam: Camera, t, target, index, step: 
                             for a gradient step (a finite difference: the rasterizer's custom VJP is
                             reverse-mode only, so jax.jvp does not apply).
     """
-    weights = state.params["motion"].weights
-    ssim_lambda = setup.ssim_lambda
+    weights = state.params.motion.weights
+    ssim_lambda = setup.losses.ssim_lambda
 
     def image(w_i):
         params = with_weights(state.params, weights.at[index].set(w_i))
-        return render_out(params, state.active, setup, cam, t).rgb
+        return render_out(params, state.active, setup.model, cam, t).rgb
 
     w_i = weights[index]
     grad = jax.grad(lambda w: losses.photometric(image(w), target, ssim_lambda))(w_i)

@@ -17,9 +17,9 @@ import time
 
 import jax
 
-from any4d_jax import ablation, pipeline
-from any4d_jax import train as train_lib
-from any4d_jax.data import synthetic
+from any4d_jax import data as data_lib
+from any4d_jax.train import ablation, loop
+from any4d_jax.train import state as state_lib
 from configs import synthetic as synthetic_config
 
 
@@ -37,20 +37,20 @@ def bench_config(args) -> tuple:
 def timed_loop(cfg, frames, vs, vmapped: bool) -> dict:
     """One run over variants `vs` (vmapped) or over vs[0] alone; seconds of its compile and its steps."""
     t0 = time.perf_counter()
-    setup = train_lib.make_setup(cfg, frames)
-    extent = train_lib.scene_extent(frames.cameras)
-    optimizer = train_lib.make_optimizer(cfg, extent)
+    setup = state_lib.make_setup(cfg, frames)
+    extent = state_lib.scene_extent(frames.cameras)
+    optimizer = state_lib.make_optimizer(cfg, extent)
     state = ablation.init_states(cfg, setup, frames, optimizer, vs)
-    masks = ablation.masks(setup, vs)
     if not vmapped:
-        state, masks = ablation.select(state, 0), masks[0]
-    step, dens = ablation.make_functions(setup, optimizer, cfg.train.rigidity_k, vmapped=vmapped)
-    data = train_lib.frames_to_data(frames)
+        state = ablation.select(state, 0)
+    fns = ablation.make_functions(setup, optimizer, vmapped=vmapped)
+    data = state_lib.frames_to_data(frames)
     t1 = time.perf_counter()
-    state, _ = step(state, data, masks)
+    state, _ = fns.step(state, data)
     jax.block_until_ready(state)
     t2 = time.perf_counter()
-    state, _, _ = ablation.run_loop(state, data, masks, (step, dens), cfg.train, extent, progress=False)
+    schedule = loop.Schedule.from_config(cfg.train)
+    state, _ = loop.run_loop(state, data, fns, schedule, extent, strict=False, progress=False)
     jax.block_until_ready(state)
     t3 = time.perf_counter()
     return {"init": t1 - t0, "compile": t2 - t1, "steps": t3 - t2, "total": t3 - t0}
@@ -70,7 +70,7 @@ def main(argv=None):
         raise ValueError(f"at most {len(grid)} variants in the default grid, asked for {max(sizes)}")
     vs_all = grid[: max(sizes)]
     cfg = ablation.allocation_config(c, vs_all)  # one allocation for every run: same shapes, same work
-    _, frames, _ = synthetic.make_dataset(pipeline.synthetic_config(cfg))
+    frames = data_lib.load(cfg).train
 
     sequential = []
     for i, v in enumerate(vs_all):

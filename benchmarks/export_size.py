@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from any4d_jax import export, pipeline
-from any4d_jax.cameras import Camera
-from any4d_jax.data import synthetic
+from any4d_jax import data as data_lib
+from any4d_jax.geometry.cameras import Camera
+from any4d_jax.io import a4d
+from any4d_jax.io import workdir as workdir_lib
 from any4d_jax.render import RenderConfig, render
 
 
@@ -33,7 +34,7 @@ def _render(splats, viewmat, K, background, width, height):
     return jnp.clip(render(splats, cam, background, RenderConfig()).rgb, 0.0, 1.0)
 
 
-def render_scene(scene: export.Scene, viewmats, Ks, times, width, height) -> np.ndarray:
+def render_scene(scene: a4d.Scene, viewmats, Ks, times, width, height) -> np.ndarray:
     bg = jnp.asarray(scene.meta["background"], jnp.float32)
     return np.stack(
         [
@@ -53,14 +54,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="runs/synthetic")
     args = ap.parse_args()
-    original = export.scene_from_workdir(args.workdir)  # float32 in memory: the checkpoint itself
+    original = workdir_lib.scene_from_workdir(args.workdir)  # float32 in memory: the checkpoint itself
     w, h = int(original.meta["width"]), int(original.meta["height"])
     views = (original.camera_viewmats, original.camera_Ks, original.camera_times)
     heldout = None
     with open(os.path.join(args.workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     if config.data.source == "synthetic":
-        _, _, ev = synthetic.make_dataset(pipeline.synthetic_config(config))
+        ev = data_lib.load(config).held_out
         heldout = tuple(np.asarray(x) for x in (ev.cameras.viewmat, ev.cameras.K, ev.times, ev.rgb))
     ref = render_scene(original, *views, w, h)
     ref_gt = render_scene(original, *heldout[:3], w, h) if heldout else None
@@ -74,8 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("float32", "mixed"):
             path = os.path.join(tmp, f"{precision}.a4d")
-            nbytes = export.write_a4d(path, original, precision)
-            back = export.read_a4d(path)
+            nbytes = a4d.write_a4d(path, original, precision)
+            back = a4d.read_a4d(path)
             held = psnr(render_scene(back, *heldout[:3], w, h), heldout[3]) if heldout else float("nan")
             ratio = ply_bytes / nbytes if ply_bytes else float("nan")
             same = psnr(render_scene(back, *views, w, h), ref)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from any4d_jax import cameras
+from any4d_jax.geometry import cameras
 from any4d_jax.render import RenderConfig, Splats, render
 from any4d_jax.render import bin as binning
 from any4d_jax.render import composite as comp

@@ -17,9 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from any4d_jax import evaluate, pipeline
-from any4d_jax import train as train_lib
-from any4d_jax.data import synthetic
+from any4d_jax import data
+from any4d_jax.evaluation.render import render_frames
+from any4d_jax.evaluation.scores import score_frames
+from any4d_jax.model import motion
+from any4d_jax.train import loop
 from configs import synthetic as synthetic_config
 
 
@@ -27,13 +29,13 @@ def count_params(state, setup) -> int:
     """Trainable scalars in use: per active Gaussian (geometry, colour, weights) plus basis trajectories."""
     n = int(jnp.sum(state.active))
     p = state.params
-    per_gaussian = sum(int(np.prod(p[k].shape[1:])) for k in ("means", "quats", "log_scales", "sh")) + 1
-    mask = np.asarray(setup.basis_mask())
-    k = p["motion"].generator.shape[0]
-    active_bases = int(mask.sum())
-    return n * (per_gaussian + active_bases) + k * (
-        int(mask[: setup.motion.num_generator_bases].sum()) + 6 * setup.active_learnable_bases
+    per_gaussian = (
+        sum(int(np.prod(getattr(p, k).shape[1:])) for k in ("means", "quats", "log_scales", "sh")) + 1
     )
+    mask = np.asarray(p.motion.mask)
+    k = p.motion.generator.shape[0]
+    mg, ml = motion.split_weights(mask, setup.model.motion)
+    return n * (per_gaussian + int(mask.sum())) + k * (int(mg.sum()) + 6 * int(ml.sum()))
 
 
 def run_preset(preset: str, steps: int, train_frames, eval_frames) -> dict:
@@ -44,16 +46,17 @@ def run_preset(preset: str, steps: int, train_frames, eval_frames) -> dict:
     c.train.checkpoint_every = steps
     with tempfile.TemporaryDirectory() as wd:
         t0 = time.perf_counter()
-        state, setup = train_lib.train(c, train_frames, wd)
+        state, setup = loop.train(c, train_frames, wd)
         jax.block_until_ready(state.params)
         seconds = time.perf_counter() - t0
-    pred = evaluate.render_frames(state, setup, eval_frames.cameras, np.asarray(eval_frames.times))
-    ev = evaluate._scores(pred, eval_frames.rgb, eval_frames.mask)
-    pred_t = evaluate.render_frames(state, setup, train_frames.cameras, np.asarray(train_frames.times))
-    tr = evaluate._scores(pred_t, train_frames.rgb, None)
+    pred = render_frames(state, setup.model, eval_frames.cameras, eval_frames.times)
+    ev = score_frames(pred, eval_frames.rgb, eval_frames.mask)
+    pred_t = render_frames(state, setup.model, train_frames.cameras, train_frames.times)
+    tr = score_frames(pred_t, train_frames.rgb)
+    mg, ml = motion.split_weights(np.asarray(state.params.motion.mask), setup.model.motion)
     return {
         "preset": preset,
-        "bases (C, B_l)": f"{setup.active_generator_channels}, {setup.active_learnable_bases}",
+        "bases (C, B_l)": f"{int(mg.sum()) // 6}, {int(ml.sum())}",
         "eval PSNR": float(np.mean(ev["psnr"])),
         "eval SSIM": float(np.mean(ev["ssim"])),
         "eval PSNR (dynamic)": float(np.mean(ev["masked_psnr"])),
@@ -69,7 +72,8 @@ def main(argv=None):
     ap.add_argument("--presets", default="static,learnable_only,generators_only,hybrid")
     args = ap.parse_args(argv)
     c = synthetic_config.get_config()
-    _, train_frames, eval_frames = synthetic.make_dataset(pipeline.synthetic_config(c))
+    ds = data.load(c)
+    train_frames, eval_frames = ds.train, ds.held_out
     rows = []
     for preset in args.presets.split(","):
         rows.append(run_preset(preset, args.steps, train_frames, eval_frames))

@@ -27,34 +27,33 @@ def worker(
     """Rows {devices, batch, steps_per_s (best of `repeats` runs of `steps` steps), compile_s}."""
     import jax
 
-    from any4d_jax import parallel, pipeline
-    from any4d_jax import train as train_lib
-    from any4d_jax.data import synthetic
+    from any4d_jax import data as data_lib
+    from any4d_jax.train import parallel
+    from any4d_jax.train import state as state_lib
     from configs import synthetic as synthetic_config
 
     c = synthetic_config.get_config()
     c.data.width, c.data.height, c.model.capacity = width, height, capacity
     c.train.time_ramp_steps = 0  # every frame from the start
-    _, frames, _ = synthetic.make_dataset(pipeline.synthetic_config(c))
-    setup = train_lib.make_setup(c, frames)
-    optimizer = train_lib.make_optimizer(c, train_lib.scene_extent(frames.cameras))
+    frames = data_lib.load(c).train
+    setup = state_lib.make_setup(c, frames)
+    optimizer = state_lib.make_optimizer(c, state_lib.scene_extent(frames.cameras))
     mesh = parallel.make_mesh(devices)
     replicated, _ = parallel.shardings(mesh)
-    data = jax.device_put(train_lib.frames_to_data(frames), replicated)
-    mask = jax.device_put(setup.basis_mask(), replicated)
+    data = jax.device_put(state_lib.frames_to_data(frames), replicated)
     rows = []
     for batch in batches:
-        state = jax.device_put(train_lib.init_state(c, setup, frames, optimizer), replicated)
+        state = jax.device_put(state_lib.init_state(c, setup, frames, optimizer), replicated)
         step = parallel.jit_sharded_step(setup, optimizer, mesh, batch)
         t0 = time.perf_counter()
-        state, _ = step(state, data, mask)
+        state, _ = step(state, data)
         jax.block_until_ready(state)
         compile_s = time.perf_counter() - t0
         best = float("inf")
         for _ in range(repeats):  # the best of several: the host is shared, other load only slows a repeat
             t0 = time.perf_counter()
             for _ in range(steps):
-                state, m = step(state, data, mask)
+                state, m = step(state, data)
             jax.block_until_ready(state)
             best = min(best, time.perf_counter() - t0)
         rows.append({"devices": devices, "batch": batch, "steps_per_s": steps / best, "compile_s": compile_s})

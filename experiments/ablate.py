@@ -14,21 +14,25 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/ablate_<config name>).")
+flags.DEFINE_bool("verbose", False, "Show library INFO logs (orbax, absl); by default only warnings.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from any4d_jax import ablation
+    from any4d_jax.jobs import logs  # light: set the log levels before JAX initialises (it logs at INFO)
+
+    logs.configure(FLAGS.verbose)
+    from any4d_jax.jobs import ablate
 
     if FLAGS.config.get("ablation") is None:
         raise app.UsageError("this config has no `ablation` section (see configs/synthetic.py)")
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or os.path.join("runs", f"ablate_{name}")
-    result = ablation.run(FLAGS.config, workdir)
+    result = ablate.run(FLAGS.config, workdir)
     print("\n" + result["header"] + "\n")
-    print(ablation.markdown_table(result["rows"]))
+    print(ablate.markdown_table(result["rows"]))
     print("\n" + "\n".join(f"{k}: {v}" for k, v in result["paths"].items()))
 
 

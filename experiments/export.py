@@ -19,14 +19,14 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from any4d_jax import export
+    from any4d_jax.io import a4d, workdir
 
     try:
-        scene = export.scene_from_workdir(FLAGS.workdir, FLAGS.step)
+        scene = workdir.scene_from_workdir(FLAGS.workdir, FLAGS.step)
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
     out = FLAGS.out or os.path.join(FLAGS.workdir, "scene.a4d")
-    nbytes = export.write_a4d(out, scene, FLAGS.precision)
+    nbytes = a4d.write_a4d(out, scene, FLAGS.precision)
     ply_dir = os.path.join(FLAGS.workdir, "ply")
     plys = [os.path.join(ply_dir, f) for f in os.listdir(ply_dir)] if os.path.isdir(ply_dir) else []
     n, t = scene.num_gaussians, scene.meta["num_frames"]

@@ -11,12 +11,16 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).")
+flags.DEFINE_bool("verbose", False, "Show library INFO logs (orbax, absl); by default only warnings.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from any4d_jax.jobs import logs  # light: set the log levels before JAX initialises (it logs at INFO)
+
+    logs.configure(FLAGS.verbose)
     parallel = FLAGS.config.get("parallel")
     if parallel is not None and parallel.get("distributed", False):
         import jax
@@ -24,11 +28,11 @@ def main(argv):
         # Multi-host, before any JAX computation: coordinator, process count and id are detected on SLURM,
         # Open MPI, Kubernetes and Cloud TPU (see the README for other clusters).
         jax.distributed.initialize()
-    from any4d_jax import pipeline
+    from any4d_jax.jobs import run
 
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or os.path.join("runs", name)
-    result = pipeline.train_and_evaluate(FLAGS.config, workdir)
+    result = run.train_and_evaluate(FLAGS.config, workdir)
     summary = result.get("summary", {})
     if summary:
         print("\n| metric | value |\n|---|---|")

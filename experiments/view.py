@@ -29,13 +29,13 @@ def scene_path() -> str:
         raise app.UsageError("give --workdir (or --scene)")
     path = os.path.join(FLAGS.workdir, "scene.a4d")
     if not os.path.isfile(path):
-        from any4d_jax import export
+        from any4d_jax.io import a4d, workdir
 
         try:
-            scene = export.scene_from_workdir(FLAGS.workdir)
+            scene = workdir.scene_from_workdir(FLAGS.workdir)
         except FileNotFoundError as e:
             raise SystemExit(f"error: {e}") from None
-        nbytes = export.write_a4d(path, scene)
+        nbytes = a4d.write_a4d(path, scene)
         print(f"exported {path}: {scene.num_gaussians} Gaussians, {nbytes / 1e6:.2f} MB")
     return path
 
@@ -45,11 +45,11 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     path = scene_path()
     if FLAGS.screenshot:
-        from any4d_jax import export
+        from any4d_jax.io import a4d
         from any4d_jax.viewer import capture
 
         width, height = 1280, 800
-        viewmat, K = capture.overview_camera(export.read_a4d(path), width, height)
+        viewmat, K = capture.overview_camera(a4d.read_a4d(path), width, height)
         out = capture.screenshot(path, FLAGS.screenshot, width, height, FLAGS.time, viewmat, K)
         print(f"wrote {out}")
         return

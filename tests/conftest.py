@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from any4d_jax import cameras
+from any4d_jax.geometry import cameras
 from any4d_jax.render import Splats
 
 

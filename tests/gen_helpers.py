@@ -9,7 +9,10 @@ import jax
 import numpy as np
 from conftest import fast_jit
 
-from any4d_jax import train as train_lib
+from any4d_jax import generate
+from any4d_jax.jobs import prompt as prompt_job
+from any4d_jax.train import state as state_lib
+from any4d_jax.train import step as step_lib
 from configs import image_to_4d, text_to_4d
 
 NUM_FRAMES, SIZE = 5, 32
@@ -38,28 +41,37 @@ def text_config():
     return tiny(text_to_4d.get_config())
 
 
+def generate_frames(config, workdir=None):
+    """(generator, prompt, trajectory, frames) of a prompt config (generate.load); with a workdir, the
+    generated clip is saved there as the prompt job saves it (generated.mp4, trajectory.json)."""
+    g = generate.load(config)
+    if workdir is not None:
+        prompt_job.save_generated(g, workdir, config.eval.fps)
+    return g.generator, g.prompt, g.trajectory, g.frames
+
+
 _STEP_CACHE: dict = {}
 
 
 def reconstruct(config, frames, steps: int = 4):
     """Initialise Gaussians from generated frames (depth + colours, with their cameras) and run train steps.
 
-    Uses the library's own pieces (make_setup, init_state, make_train_step) with one compiled step per
+    Uses the library's own pieces (make_setup, init_state, step.make_train_step) with one compiled step per
     (setup, scene extent), shared by every test. Returns (state, metrics per step as dicts of floats).
     """
-    frames = frames.replace(mask=None)  # the generators' mask means "valid", not foreground (train.py)
-    setup = train_lib.make_setup(config, frames)
-    extent = train_lib.scene_extent(frames.cameras)
-    optimizer = train_lib.make_optimizer(config, extent)
-    state = train_lib.init_state(config, setup, frames, optimizer)
+    frames = frames.replace(mask=None)  # the generators' mask means "valid", not foreground (jobs/prompt.py)
+    setup = state_lib.make_setup(config, frames)
+    extent = state_lib.scene_extent(frames.cameras)
+    optimizer = state_lib.make_optimizer(config, extent)
+    state = state_lib.init_state(config, setup, frames, optimizer)
     key = (setup, round(extent, 6))
     if key not in _STEP_CACHE:
-        _STEP_CACHE[key] = fast_jit(train_lib.make_train_step(setup, optimizer))
+        _STEP_CACHE[key] = fast_jit(step_lib.make_train_step(setup, optimizer))
     step = _STEP_CACHE[key]
-    data, mask = train_lib.frames_to_data(frames), setup.basis_mask()
+    data = state_lib.frames_to_data(frames)
     log = []
     for _ in range(steps):
-        state, m = step(state, data, mask)
+        state, m = step(state, data)
         log.append({k: float(v) for k, v in jax.device_get(m).items()})
     assert all(np.isfinite(r["loss"]) for r in log), log
     return state, log

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
-from any4d_jax.cameras import Camera
+from any4d_jax.geometry.cameras import Camera
 
 
 @struct.dataclass
@@ -30,6 +31,11 @@ class Frames:
     @property
     def num_frames(self) -> int:
         return self.rgb.shape[0]
+
+    @property
+    def num_times(self) -> int:
+        """T, the length of the time axis the frames sample (last frame time + 1; the motion model's T)."""
+        return int(np.max(np.asarray(self.times))) + 1
 
     def frame(self, i: int) -> Frames:
         """The i-th frame as a Frames of length 1."""

@@ -44,10 +44,11 @@ from typing import Any
 
 import imageio.v2 as iio2
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from any4d_jax import cameras
 from any4d_jax.data.frames import Frames
+from any4d_jax.geometry import cameras
 
 __all__ = [
     "SceneError",
@@ -649,3 +650,66 @@ def load_scene(
         covisible_dir=cov_dir,
         extra=extra if isinstance(extra, dict) else {},
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The published evaluation protocols (which resolution and covisible masks a table uses) and loading helpers.
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """One published evaluation protocol on the DyCheck iPhone set."""
+
+    name: str
+    factor: int  # image downsampling factor of rgb/<f>x and covisible/<f>x
+    scenes: tuple  # the scenes its tables average over
+    covisible_dirs: tuple  # folders (relative to the scene) searched in order for the val covisible masks
+    reference: str
+
+
+PROTOCOLS = {
+    "dycheck": Protocol(
+        name="dycheck",
+        factor=2,
+        scenes=("apple", "block", "paper-windmill", "space-out", "spin", "teddy", "wheel"),
+        covisible_dirs=("covisible/2x/val",),
+        reference="Gao et al., Monocular Dynamic View Synthesis: A Reality Check (NeurIPS 2022)",
+    ),
+    "som": Protocol(
+        name="som",
+        factor=1,
+        scenes=("apple", "block", "paper-windmill", "spin", "teddy"),
+        covisible_dirs=("flow3d_preprocessed/covisible/1x/val", "covisible/1x/val"),
+        reference="Wang et al., Shape of Motion: 4D Reconstruction from a Single Video (2024)",
+    ),
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ValueError(f"data.protocol must be one of {sorted(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name]
+
+
+def resolve_factor(config: ml_collections.ConfigDict, protocol: Protocol) -> int:
+    f = config.data.factor
+    if f is None:
+        return protocol.factor
+    if int(f) != protocol.factor:
+        raise ValueError(
+            f"data.factor={f} contradicts protocol {protocol.name!r}, which evaluates at factor "
+            f"{protocol.factor}; drop --config.data.factor or pick another protocol ({', '.join(PROTOCOLS)})"
+        )
+    return int(f)
+
+
+def extra_points(scene: IPhoneScene, max_points: int, seed: int):
+    """(points (M, 3), colours (M, 3)) from points.npy, at most max_points (seeded subsample), or None."""
+    if scene.points is None or max_points <= 0 or len(scene.points) == 0:
+        return None
+    pts, cols = scene.points, scene.point_colors
+    if len(pts) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(pts), max_points, replace=False))
+        pts, cols = pts[keep], cols[keep]
+    return pts, cols

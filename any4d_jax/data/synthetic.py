@@ -17,11 +17,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import struct
 
-from any4d_jax import cameras, geometry
 from any4d_jax.data.frames import Frames
+from any4d_jax.geometry import cameras, lie
 from any4d_jax.render import RenderConfig, Splats, render
 
 BACKGROUND, SPINNER, BOUNCER, SHEET = 0, 1, 2, 3
@@ -45,6 +46,25 @@ class SyntheticConfig:
     background: tuple = (1.0, 1.0, 1.0)  # colour behind the scene
     spin_deg: float = 90.0  # total turn of the spinning cube over the clip
     bounces: int = 2  # bounces of the ball over the clip
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> SyntheticConfig:
+        """From an experiment config (config.data, config.seed, config.render.background)."""
+        d = config.data
+        return cls(
+            num_frames=d.num_frames,
+            width=d.width,
+            height=d.height,
+            fov_deg=d.fov_deg,
+            seed=config.seed,
+            num_background=d.num_background,
+            num_per_object=d.num_per_object,
+            train_arc_deg=d.train_arc_deg,
+            eval_azimuths_deg=tuple(d.eval_azimuths_deg),
+            background=tuple(config.render.background),
+            spin_deg=d.spin_deg,
+            bounces=d.bounces,
+        )
 
 
 @struct.dataclass
@@ -167,9 +187,9 @@ def scene_at(scene: SyntheticScene, cfg: SyntheticConfig, t) -> Splats:
 
     # Spinner: cfg.spin_deg about the vertical axis through its centre.
     ang = jnp.deg2rad(cfg.spin_deg) * phase
-    R = geometry.so3_exp(jnp.array([0.0, 1.0, 0.0]) * ang)
+    R = lie.so3_exp(jnp.array([0.0, 1.0, 0.0]) * ang)
     spun = (s.means - SPINNER_CENTRE) @ R.T + SPINNER_CENTRE
-    q_spin = geometry.quat_multiply(geometry.so3_exp_quat(jnp.array([0.0, 1.0, 0.0]) * ang), s.quats)
+    q_spin = lie.quat_multiply(lie.so3_exp_quat(jnp.array([0.0, 1.0, 0.0]) * ang), s.quats)
 
     # Bouncer: cfg.bounces bounces, moving up (-y) and sideways.
     lift = -0.7 * jnp.abs(jnp.sin(cfg.bounces * jnp.pi * phase))
@@ -254,3 +274,13 @@ def make_dataset(cfg: SyntheticConfig) -> tuple[SyntheticScene, Frames, Frames]:
     ev_all = ev.replace(viewmat=jnp.repeat(ev.viewmat, T, axis=0), K=jnp.repeat(ev.K, T, axis=0))
     evaluation = render_frames(scene, cfg, ev_all, jnp.tile(jnp.arange(T), E))
     return scene, train, evaluation
+
+
+def novel_orbit(cfg: SyntheticConfig, num: int, arc_deg: float) -> cameras.Camera:
+    """`num` cameras sweeping a wider arc than training, at a varying height (rendered while time runs)."""
+    az = np.linspace(-0.5 * arc_deg, 0.5 * arc_deg, num)
+    el = cfg.elevation_deg + 8.0 * np.sin(np.linspace(0, np.pi, num))
+    eyes = _eye(az, el, cfg.radius) + LOOK_AT
+    vms = cameras.look_at(jnp.asarray(eyes), jnp.broadcast_to(jnp.asarray(LOOK_AT), eyes.shape))
+    K = jnp.broadcast_to(cameras.from_fov(cfg.width, cfg.height, cfg.fov_deg), (num, 3, 3))
+    return cameras.make_camera(vms, K, cfg.width, cfg.height)

@@ -5,6 +5,28 @@ to Gaussians and rendered along the trajectory; weight-free), `diffusers` (a loc
 the optional gen extra: torch and diffusers are imported only when it is asked for).
 """
 
-from any4d_jax.generate.base import BACKENDS, Generator, Prompt, ground_truth, make_generator, register
+from any4d_jax.generate.base import (
+    BACKENDS,
+    Generated,
+    Generator,
+    Prompt,
+    ground_truth,
+    load,
+    make_generator,
+    prompt_from_config,
+    register,
+    trajectory_from_config,
+)
 
-__all__ = ["BACKENDS", "Generator", "Prompt", "ground_truth", "make_generator", "register"]
+__all__ = [
+    "BACKENDS",
+    "Generated",
+    "Generator",
+    "Prompt",
+    "ground_truth",
+    "load",
+    "make_generator",
+    "prompt_from_config",
+    "register",
+    "trajectory_from_config",
+]

@@ -21,9 +21,10 @@ from typing import Any, Protocol, runtime_checkable
 import jax
 import ml_collections
 
-from any4d_jax.cameras import Camera
 from any4d_jax.data.frames import Frames
-from any4d_jax.trajectory import Trajectory
+from any4d_jax.geometry import trajectory as tj
+from any4d_jax.geometry.cameras import Camera
+from any4d_jax.geometry.trajectory import Trajectory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,3 +99,70 @@ def frame_times(num_frames: int):
     import jax.numpy as jnp
 
     return jnp.arange(num_frames, dtype=jnp.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# From an experiment config (configs/image_to_4d.py, configs/text_to_4d.py).
+# ----------------------------------------------------------------------------------------------------------
+
+
+def prompt_from_config(config: ml_collections.ConfigDict) -> Prompt:
+    p = config.prompt
+    return Prompt(text=p.text, negative_text=p.negative_text, image=p.image, depth=p.depth)
+
+
+def trajectory_from_config(config: ml_collections.ConfigDict) -> tj.Trajectory:
+    """The Trajectory that config.camera describes (a constructor name or a keyframe JSON file)."""
+    c = config.camera
+    name = c.trajectory
+    if name.endswith(".json"):
+        traj = tj.from_json(name, num_frames=c.num_frames)
+        if (traj.width, traj.height) != (c.width, c.height):
+            traj = traj.rescale(c.width, c.height, c.fit)
+        return traj
+    target = c.target if c.target is not None else (0.0, 0.0, c.radius)
+    common = dict(num_frames=c.num_frames, width=c.width, height=c.height, fov_deg=c.fov_deg)
+    if name == "orbit":
+        return tj.orbit(
+            **common, radius=c.radius, arc_deg=c.arc_deg, elevation_deg=c.elevation_deg, target=c.target
+        )
+    if name == "dolly":
+        return tj.dolly(**common, distance=c.distance, target=target)
+    if name == "pan":
+        return tj.pan(**common, yaw_deg=c.arc_deg, pitch_deg=c.pitch_deg)
+    if name == "spiral":
+        return tj.spiral(
+            **common,
+            radius=c.radius,
+            spiral_radius=c.spiral_radius,
+            turns=c.turns,
+            forward=c.distance,
+            target=c.target,
+        )
+    if name == "static":
+        return tj.static(**common, target=target)
+    raise ValueError(
+        f"camera.trajectory must be one of {sorted(tj.CONSTRUCTORS)} or a keyframe file ending in .json, "
+        f"got {name!r}"
+    )
+
+
+@dataclasses.dataclass
+class Generated:
+    """A generated clip and what made it: frames[i] was generated for trajectory camera i at time i."""
+
+    generator: Any
+    prompt: Prompt
+    trajectory: Trajectory
+    frames: Frames
+
+
+def load(config: ml_collections.ConfigDict) -> Generated:
+    """The prompt source: the trajectory and prompt of the config, the backend checked (fails fast, before
+    any weights load), then the clip generated under the config's seed."""
+    prompt = prompt_from_config(config)
+    traj = trajectory_from_config(config)
+    gen = make_generator(config)  # validates the backend's settings (and a model folder) before loading
+    gen.check(prompt, traj)
+    frames = gen.generate(prompt, traj, jax.random.PRNGKey(config.seed))
+    return Generated(generator=gen, prompt=prompt, trajectory=traj, frames=frames)

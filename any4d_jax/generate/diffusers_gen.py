@@ -30,7 +30,7 @@ import numpy as np
 from any4d_jax.data.frames import Frames
 from any4d_jax.generate import dlpack, images, warp
 from any4d_jax.generate.base import Prompt, frame_times
-from any4d_jax.trajectory import Trajectory
+from any4d_jax.geometry.trajectory import Trajectory
 
 INSTALL = "pip install -e '.[gen]'"
 _CONDITIONINGS = ("auto", "pluecker", "warp", "none")

@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from any4d_jax.cameras import Camera
 from any4d_jax.data import synthetic
 from any4d_jax.data.frames import Frames
 from any4d_jax.generate.base import Prompt, frame_times
-from any4d_jax.trajectory import Trajectory
+from any4d_jax.geometry.cameras import Camera
+from any4d_jax.geometry.trajectory import Trajectory
 
 
 class SyntheticGenerator:

@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from any4d_jax.cameras import Camera
 from any4d_jax.data.frames import Frames
 from any4d_jax.generate import images
 from any4d_jax.generate.base import Prompt, frame_times
+from any4d_jax.geometry.cameras import Camera
+from any4d_jax.geometry.trajectory import Trajectory
 from any4d_jax.render import RenderConfig, Splats, render
-from any4d_jax.trajectory import Trajectory
 
 
 @dataclasses.dataclass(frozen=True)

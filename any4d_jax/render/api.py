@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from any4d_jax.cameras import Camera
+from any4d_jax.geometry.cameras import Camera
 from any4d_jax.render import bin as binning
 from any4d_jax.render import composite as comp
 from any4d_jax.render.project import project
 from any4d_jax.render.sh import eval_sh, sh_degree_from_bases
-from any4d_jax.render.types import RenderConfig, RenderOut, Splats
+from any4d_jax.render.types import CHANNELS, RenderConfig, RenderOut, Splats
 
 
 def _is_concrete(*xs) -> bool:
@@ -93,6 +93,24 @@ def splat_colors(splats: Splats, camera: Camera, sh_degree: int | None) -> jnp.n
     return eval_sh(splats.colors, splats.means - camera.center, sh_degree)
 
 
+def pack_values(colors: jnp.ndarray, depths: jnp.ndarray, features: jnp.ndarray | None) -> jnp.ndarray:
+    """(N, 5 + F) values to composite, columns as `types.CHANNELS` names them (rgb, depth, one, features)."""
+    ch = CHANNELS
+    parts = [
+        (ch.rgb.start, colors),
+        (ch.depth, depths[:, None]),
+        (ch.alpha, jnp.ones((colors.shape[0], 1), colors.dtype)),  # composites to the accumulated alpha
+    ]
+    if features is not None:
+        parts.append((ch.features.start, features))
+    parts.sort(key=lambda p: p[0])
+    col = 0
+    for start, x in parts:  # static check: the parts tile the columns exactly as CHANNELS declares
+        assert start == col, f"pack_values: a part of width {x.shape[-1]} lands at column {col}, not {start}"
+        col += x.shape[-1]
+    return jnp.concatenate([x for _, x in parts], axis=-1)
+
+
 def resolve_max_pairs(cfg: RenderConfig, num: int, width: int, height: int) -> int:
     if cfg.max_pairs is not None:
         return int(cfg.max_pairs)
@@ -127,10 +145,7 @@ def render(
     if means2d_offset is not None:
         proj = proj.replace(means2d=proj.means2d + means2d_offset)
     colors = splat_colors(splats, camera, cfg.sh_degree)
-    parts = [colors, proj.depths[:, None], jnp.ones((n, 1), colors.dtype)]
-    if splats.features is not None:
-        parts.append(splats.features)
-    values = jnp.concatenate(parts, axis=-1)  # (N, 3 + 1 + 1 + F)
+    values = pack_values(colors, proj.depths, splats.features)  # (N, 3 + 1 + 1 + F)
 
     tiles_x, tiles_y = binning.tile_grid(W, H, cfg.tile_size)
     layout = comp.Layout(tiles_x, tiles_y, cfg.tile_size, cfg.chunk_size, cfg.chunk_batch)
@@ -152,9 +167,10 @@ def render(
     packed = comp.pack(proj.means2d, proj.conics, opac, values)
     acc = comp.tiles_to_image(layout, comp.composite_tiles(layout, packed, bins), W, H)
 
-    alpha = acc[..., 4]
-    rgb = acc[..., :3] + (1.0 - alpha)[..., None] * bg
-    depth = jnp.where(alpha > 1e-6, acc[..., 3] / jnp.maximum(alpha, 1e-6), 0.0)
-    features = acc[..., 5:] if splats.features is not None else None
+    ch = CHANNELS
+    alpha = acc[..., ch.alpha]
+    rgb = acc[..., ch.rgb] + (1.0 - alpha)[..., None] * bg
+    depth = jnp.where(alpha > 1e-6, acc[..., ch.depth] / jnp.maximum(alpha, 1e-6), 0.0)
+    features = acc[..., ch.features] if splats.features is not None else None
     aux = {"means2d": proj.means2d, "radii": proj.radii, "depths": proj.depths}
     return RenderOut(rgb=rgb, alpha=alpha, depth=depth, features=features, stats=bins.stats, aux=aux)

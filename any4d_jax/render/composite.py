@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -156,12 +157,67 @@ def _num_batches(layout: Layout, num_chunks):
     return (num_chunks + layout.chunk_batch - 1) // layout.chunk_batch
 
 
+class _BatchTerms(NamedTuple):
+    """Per-pair terms of one batch of chunks, shared by the forward and the backward pass."""
+
+    gids: jnp.ndarray  # (B, Q) int32 Gaussian ids
+    tiles: jnp.ndarray  # (B,) int32 tile of each chunk
+    g: jnp.ndarray  # (B, Q, 6 + C) gathered packed rows
+    e: jnp.ndarray  # (B, P, Q) exp(-sigma)
+    raw: jnp.ndarray  # (B, P, Q) o exp(-sigma), before the clamp
+    alpha: jnp.ndarray  # (B, P, Q) clamped alpha, 0 where skipped
+    keep: jnp.ndarray  # (B, P, Q) bool: the pair counts (pixel not yet stopped, alpha > 0)
+    t: jnp.ndarray  # (B, P, Q) transmittance T_k before the pair
+    w: jnp.ndarray  # (B, P, Q) weight alpha_k T_k where kept, else 0
+    carry: jnp.ndarray  # (P,) log-transmittance carried into the next batch
+
+
+def _batch_terms(layout: Layout, packed: jnp.ndarray, bins: Bins, start, carry) -> _BatchTerms:
+    """The compositing rule for chunks [start, start + B): the one place forward and backward derive it.
+
+    carry (P,): log-transmittance of the tile continued by the batch's first chunk (ignored if it starts one).
+    """
+    B = layout.chunk_batch
+    gids = jax.lax.dynamic_slice_in_dim(bins.chunk_gids, start, B)
+    tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, start, B)
+    first = jax.lax.dynamic_slice_in_dim(bins.chunk_first, start, B)
+    g = packed[gids]  # (B, Q, 6 + C)
+    e, raw, alpha = _alpha(layout, g, tiles)
+    la = jnp.log1p(-alpha)
+    log_t0, carry = _exclusive_with_carry(jnp.sum(la, axis=-1), first, carry)
+    log_t = _transmittance(la, log_t0)
+    keep = (log_t + la > _LOG_T_MIN) & (alpha > 0.0)
+    t = jnp.exp(log_t)
+    w = jnp.where(keep, alpha * t, 0.0)
+    return _BatchTerms(gids, tiles, g, e, raw, alpha, keep, t, w, carry)
+
+
+def _check_shapes(layout: Layout, packed: jnp.ndarray, bins: Bins) -> None:
+    """Static shape contract between bin.py and the chunk loop (raises ValueError)."""
+    M, Q = bins.chunk_gids.shape
+    B = layout.chunk_batch
+    if M % B != 0:
+        raise ValueError(
+            f"composite_tiles: {M} chunk slots is not a multiple of chunk_batch={B}; the loop reads whole "
+            "batches and the carry buffer has M // B rows (bin.num_chunk_slots rounds M up to the batch)"
+        )
+    if Q != layout.chunk_size:
+        raise ValueError(
+            f"composite_tiles: bins have chunks of {Q} Gaussians, layout.chunk_size={layout.chunk_size}"
+        )
+    if packed.ndim != 2 or packed.shape[1] <= _V0:
+        raise ValueError(
+            f"composite_tiles: packed has shape {packed.shape}, expected (N + 1, {_V0} + C), C >= 1"
+        )
+
+
 def _forward(layout: Layout, packed: jnp.ndarray, bins: Bins):
     """Returns out (num_tiles + 1, P, C) and the log-transmittance carried into each batch (M / B, P).
 
     The carries are all the backward needs to recompute every chunk's starting transmittance, so the
     residual is one row of pixels per batch of chunks, not one per chunk or per pair.
     """
+    _check_shapes(layout, packed, bins)
     M = bins.chunk_gids.shape[0]
     B, P = layout.chunk_batch, layout.tile_pixels
     C = packed.shape[1] - _V0
@@ -169,20 +225,10 @@ def _forward(layout: Layout, packed: jnp.ndarray, bins: Bins):
     def body(i, state):
         out, carry_buf, carry = state
         carry_buf = carry_buf.at[i].set(carry)
-        s = i * B
-        gids = jax.lax.dynamic_slice_in_dim(bins.chunk_gids, s, B)
-        tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, s, B)
-        first = jax.lax.dynamic_slice_in_dim(bins.chunk_first, s, B)
-        g = packed[gids]  # (B, Q, 6 + C)
-        _, _, alpha = _alpha(layout, g, tiles)
-        la = jnp.log1p(-alpha)
-        log_t0, carry = _exclusive_with_carry(jnp.sum(la, axis=-1), first, carry)
-        log_t = _transmittance(la, log_t0)
-        keep = (log_t + la > _LOG_T_MIN) & (alpha > 0.0)
-        w = jnp.where(keep, alpha * jnp.exp(log_t), 0.0)
-        contrib = jnp.einsum("bpq,bqc->bpc", w, g[:, :, _V0:])
-        out = out.at[tiles].add(contrib)
-        return out, carry_buf, carry
+        b = _batch_terms(layout, packed, bins, i * B, carry)
+        contrib = jnp.einsum("bpq,bqc->bpc", b.w, b.g[:, :, _V0:])
+        out = out.at[b.tiles].add(contrib)
+        return out, carry_buf, b.carry
 
     init = (
         jnp.zeros((layout.num_tiles + 1, P, C), packed.dtype),
@@ -200,41 +246,39 @@ def _backward(layout: Layout, packed: jnp.ndarray, bins: Bins, carry_buf, g_out)
     nb = _num_batches(layout, bins.num_chunks)
 
     def body(k, state):
-        grad, carry = state
+        grad, s_carry = state
         s = (nb - 1 - k) * B
-        gids = jax.lax.dynamic_slice_in_dim(bins.chunk_gids, s, B)
-        tiles = jax.lax.dynamic_slice_in_dim(bins.chunk_tiles, s, B)
+        b = _batch_terms(layout, packed, bins, s, carry_buf[nb - 1 - k])
         last = jax.lax.dynamic_slice_in_dim(bins.chunk_last, s, B)
-        first = jax.lax.dynamic_slice_in_dim(bins.chunk_first, s, B)
-        g = packed[gids]
-        e, raw, alpha = _alpha(layout, g, tiles)
-        la = jnp.log1p(-alpha)
-        log_t0, _ = _exclusive_with_carry(jnp.sum(la, axis=-1), first, carry_buf[nb - 1 - k])
-        log_t = _transmittance(la, log_t0)
-        keep = (log_t + la > _LOG_T_MIN) & (alpha > 0.0)
-        t = jnp.exp(log_t)
-        w = jnp.where(keep, alpha * t, 0.0)
-        gpix = g_out[tiles]  # (B, P, C)
-        vals = g[:, :, _V0:]
+        gpix = g_out[b.tiles]  # (B, P, C)
+        vals = b.g[:, :, _V0:]
         vg = jnp.einsum("bpc,bqc->bpq", gpix, vals)
-        wvg = w * vg
+        wvg = b.w * vg
         # Suffix sums behind each pair: inside the chunk, then over later chunks of the tile (reverse scan).
         s_in = jnp.einsum("bpq,qk->bpk", wvg, lower)
-        s_after_rev, carry = _exclusive_with_carry(jnp.sum(wvg, axis=-1)[::-1], last[::-1], carry)
+        s_after_rev, s_carry = _exclusive_with_carry(jnp.sum(wvg, axis=-1)[::-1], last[::-1], s_carry)
         s_behind = s_in + s_after_rev[::-1][:, :, None]
-        dalpha = jnp.where(keep & (raw < ALPHA_MAX), t * vg - s_behind / (1.0 - alpha), 0.0)
-        dsigma = -dalpha * alpha
-        dmx, dmy, da, db, dc = _conic_grads(layout, g, tiles, dsigma)
-        d = jnp.stack([dmx, dmy, da, db, dc, jnp.sum(dalpha * e, axis=1)], axis=-1)  # (B, Q, 6)
-        dv = jnp.einsum("bpq,bpc->bqc", w, gpix)
-        grad = grad.at[gids].add(jnp.concatenate([d, dv], axis=-1))
-        return grad, carry
+        dalpha = jnp.where(b.keep & (b.raw < ALPHA_MAX), b.t * vg - s_behind / (1.0 - b.alpha), 0.0)
+        dsigma = -dalpha * b.alpha
+        dmx, dmy, da, db, dc = _conic_grads(layout, b.g, b.tiles, dsigma)
+        d = jnp.stack([dmx, dmy, da, db, dc, jnp.sum(dalpha * b.e, axis=1)], axis=-1)  # (B, Q, 6)
+        dv = jnp.einsum("bpq,bpc->bqc", b.w, gpix)
+        grad = grad.at[b.gids].add(jnp.concatenate([d, dv], axis=-1))
+        return grad, s_carry
 
     init = (jnp.zeros_like(packed), jnp.zeros((layout.tile_pixels,), packed.dtype))
     grad, _ = jax.lax.fori_loop(0, nb, body, init)
     return grad
 
 
+# Why the two non-packed arguments are passed differently:
+# - `layout` is static Python data (a hashable dataclass of ints fixing shapes and the loop geometry), so it
+#   is a nondiff argnum: never traced, and handed to the fwd/bwd rules as a plain value.
+# - `bins` holds arrays computed under jit from the traced projection, and custom_vjp forbids Tracers in
+#   nondiff_argnums (JAX PR #4008: array-valued arguments must be regular primals). So it is a primal like
+#   `packed`, and the bwd rule must return a cotangent for each of its leaves: all are integer/bool, whose
+#   tangent dtype is float0, so it returns float0 zeros. Binning is piecewise constant in the means: by design
+#   no gradient flows through it.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def composite_tiles(layout: Layout, packed: jnp.ndarray, bins: Bins) -> jnp.ndarray:
     """Weighted sums per pixel: (num_tiles + 1, tile_pixels, C) (last row is scratch for unused chunks)."""

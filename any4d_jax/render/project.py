@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from any4d_jax import geometry
-from any4d_jax.cameras import Camera
+from any4d_jax.geometry import lie
+from any4d_jax.geometry.cameras import Camera
 from any4d_jax.render.types import ALPHA_MIN, LOWPASS, MAX_EXTENT
 
 
@@ -37,7 +37,7 @@ class Projected:
 
 def covariance_factor(quats: jnp.ndarray, scales: jnp.ndarray) -> jnp.ndarray:
     """(N, 3, 3) M = R(q) diag(s), so that Sigma = M M^T."""
-    return geometry.quat_to_rotmat(quats) * scales[:, None, :]
+    return lie.quat_to_rotmat(quats) * scales[:, None, :]
 
 
 def project(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from any4d_jax.cameras import Camera
+from any4d_jax.geometry.cameras import Camera
 from any4d_jax.render.api import splat_colors
 from any4d_jax.render.types import (
     ALPHA_MAX,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 from flax import struct
@@ -14,6 +14,30 @@ ALPHA_MIN = 1.0 / 255.0  # a Gaussian whose alpha at a pixel is below this is sk
 T_MIN = 1e-4  # a pixel stops once its transmittance would fall to this or below
 LOWPASS = 0.3  # EWA low-pass added to the 2D covariance (pixels^2)
 MAX_EXTENT = 3.33  # cap of the opacity-aware extent, in standard deviations
+
+
+class Channels(NamedTuple):
+    """Columns of the per-Gaussian values the compositor sums: `values = [rgb | depth | one | features]`.
+
+    api.render packs them in this order, (N, 5 + F), and reads the composited sums back by these positions.
+    With weights w_k = alpha_k T_k a pixel gets: sum w rgb (colour without background), sum w z (depth times
+    alpha), sum w 1 = 1 - T_final (the accumulated alpha; this constant-1 column is what lets the background
+    be added outside the compositor) and sum w f (features). `depth` and `alpha` are ints, so indexing with
+    them drops the channel axis: acc[..., CHANNELS.alpha] is (H, W).
+    """
+
+    rgb: slice = slice(0, 3)
+    depth: int = 3
+    alpha: int = 4  # composites a constant 1 per Gaussian
+    features: slice = slice(5, None)  # F >= 0 extra channels, to the end
+
+    @property
+    def num_fixed(self) -> int:
+        """Columns before the features (the width of values when F = 0)."""
+        return self.features.start
+
+
+CHANNELS = Channels()
 
 
 @struct.dataclass

@@ -1,0 +1,161 @@
+"""Training state and its construction: TrainState, Setup (static settings), the optimizer, init_state.
+
+TrainState   params (ModelParams), opt_state, active, densify statistics, neighbours, step, rng
+Setup        static settings closed over by the step: model spec, loss weights, density control, sizes
+make_setup(config, frames) / make_optimizer(config, extent) / init_state(config, setup, frames, opt)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import struct
+
+from any4d_jax.data.frames import Frames
+from any4d_jax.geometry.cameras import Camera
+from any4d_jax.model import init as init_lib
+from any4d_jax.model import motion
+from any4d_jax.model.densify import DensifyConfig, DensifyState
+from any4d_jax.model.gaussians import ModelParams, ModelSpec
+from any4d_jax.render import RenderConfig
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run needs to continue exactly where it stopped.
+
+    params:     ModelParams: Gaussian fields (N rows) + MotionParams (with its frozen pivots and basis mask).
+    opt_state:  optax state of `params`.
+    active:     (N,) bool slots in use.
+    densify:    DensifyState: (N,) accumulated screen-space gradient norms and visibility counts.
+    neighbours: (N, k) int32 nearest neighbours for the rigidity loss (refreshed at each densification).
+    step:       () int32; rng: PRNG key.
+    """
+
+    params: ModelParams
+    opt_state: Any
+    active: jnp.ndarray
+    densify: DensifyState
+    neighbours: jnp.ndarray
+    step: jnp.ndarray
+    rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss parts (0 switches a part off). photometric = (1 - l) L1 + l (1 - SSIM)."""
+
+    ssim_lambda: float = 0.2
+    depth: float = 0.0
+    foreground: float = 0.0
+    acceleration: float = 0.0
+    rigidity: float = 0.0
+    sparsity: float = 0.0
+
+    @classmethod
+    def from_config(cls, tc: ml_collections.ConfigDict) -> LossWeights:
+        return cls(
+            ssim_lambda=tc.ssim_lambda,
+            depth=tc.depth_weight,
+            foreground=tc.foreground_weight,
+            acceleration=tc.accel_weight,
+            rigidity=tc.rigidity_weight,
+            sparsity=tc.sparsity_weight,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Static settings of a run (hashable; closed over by the jitted step).
+
+    model: what evaluation and export need too (motion config, render config, background); losses: loss
+    weights; densify: density control; width, height: the training image size; time_ramp_steps: the time
+    curriculum; rigidity_k: neighbours of the rigidity loss.
+    """
+
+    model: ModelSpec
+    losses: LossWeights
+    densify: DensifyConfig
+    width: int
+    height: int
+    time_ramp_steps: int
+    rigidity_k: int
+
+
+def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
+    t = config.train
+    return Setup(
+        model=ModelSpec(
+            motion=motion.motion_config(config, frames.num_times),
+            render=RenderConfig(
+                tile_capacity=config.render.tile_capacity, max_pairs=config.render.max_pairs, validate=False
+            ),
+            background=tuple(float(x) for x in config.render.background),
+        ),
+        losses=LossWeights.from_config(t),
+        densify=DensifyConfig(grad_threshold=t.densify_grad_threshold, min_opacity=t.prune_opacity),
+        width=frames.cameras.width,
+        height=frames.cameras.height,
+        time_ramp_steps=t.time_ramp_steps,
+        rigidity_k=t.rigidity_k,
+    )
+
+
+def scene_extent(cams: Camera) -> float:
+    """3DGS' scene scale: 1.1 x the largest distance of a camera centre from their mean."""
+    c = np.asarray(cams.center).reshape(-1, 3)
+    return float(1.1 * np.max(np.linalg.norm(c - c.mean(0), axis=-1)) + 1e-6) if len(c) > 1 else 1.0
+
+
+def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.GradientTransformation:
+    """Adam per parameter group (labels from `ModelParams.labels`); the means' learning rate decays
+    exponentially (x0.01) over the run, the motion's by lr.motion_decay (1: constant); frozen leaves (pivots,
+    the basis mask) get zero updates."""
+    lr = config.train.lr
+    steps = config.train.num_steps
+    means = optax.exponential_decay(lr.means * extent, steps, 0.01)
+    decay = lr.get("motion_decay", 1.0)
+    sched = lambda v: v if decay == 1.0 else optax.exponential_decay(v, steps, decay)  # noqa: E731
+    groups = {
+        "means": optax.adam(means),
+        "quats": optax.adam(lr.quats),
+        "log_scales": optax.adam(lr.scales),
+        "opacity_logits": optax.adam(lr.opacities),
+        "sh": optax.adam(lr.colors),
+        "motion_traj": optax.adam(sched(lr.motion_trajectories)),
+        "motion_weights": optax.adam(sched(lr.motion_weights)),
+        "frozen": optax.set_to_zero(),
+    }
+    return optax.multi_transform(groups, lambda params: params.labels())
+
+
+def init_state(config, setup: Setup, frames: Frames, optimizer, extra_points=None) -> TrainState:
+    """The initial state: Gaussians from the frames' depth, k-means motion weights, the preset's basis
+    mask."""
+    key = jax.random.PRNGKey(config.seed)
+    k_model, k_run = jax.random.split(key)
+    params, active = init_lib.init_model(config, setup.model.motion, frames, k_model, extra_points)
+    n = active.shape[0]
+    return TrainState(
+        params=params,
+        opt_state=optimizer.init(params),
+        active=active,
+        densify=DensifyState.zeros(n),
+        neighbours=init_lib.rigidity_neighbours(params, active, setup.rigidity_k),
+        step=jnp.zeros((), jnp.int32),
+        rng=k_run,
+    )
+
+
+def frames_to_data(frames: Frames) -> dict:
+    """The training frames as the dict the step reads (rgb, viewmat, K, time, depth, mask; leading T)."""
+    data = {"rgb": frames.rgb, "viewmat": frames.cameras.viewmat, "K": frames.cameras.K, "time": frames.times}
+    data["depth"] = frames.depth if frames.depth is not None else jnp.zeros(frames.rgb.shape[:3])
+    data["mask"] = frames.mask if frames.mask is not None else jnp.zeros(frames.rgb.shape[:3])
+    return data

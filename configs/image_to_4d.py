@@ -17,9 +17,9 @@ from configs import synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = synthetic.get_config()  # model, motion, train, render, eval: every knob train.py reads exists
+    c = synthetic.get_config()  # model, motion, train, render, eval: every knob training reads exists
     c.data = ml_collections.ConfigDict()
-    c.data.source = "prompt"  # generate the training video from the prompt (generate/prompt_to_4d.py)
+    c.data.source = "prompt"  # generate the training video from the prompt (any4d_jax/jobs/prompt.py)
     c.train.num_steps = 1500  # optimisation steps (the synthetic default is shorter, for its 5-minute budget)
 
     c.prompt = ml_collections.ConfigDict()

@@ -22,7 +22,7 @@ from configs import synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = synthetic.get_config()  # every knob train.py reads exists; the ones below are set for real scenes
+    c = synthetic.get_config()  # every knob training reads exists; the ones below are set for real scenes
     c.seed = 0  # PRNG seed: initialisation subsampling, k-means and the training frame order
     c.resume = True  # continue from the latest checkpoint in the workdir, if any
 
@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.source = "iphone"  # a DyCheck iPhone scene folder (any4d_jax/data/iphone.py)
     c.data.root = ""  # the scene folder, e.g. /data/iphone/apple (required)
     c.data.protocol = (
-        "dycheck"  # dycheck (factor 2, 7 scenes) | som (factor 1, 5 scenes): any4d_jax/dycheck_eval.py
+        "dycheck"  # dycheck (factor 2, 7 scenes) | som (factor 1, 5 scenes): any4d_jax/data/iphone.py
     )
     c.data.factor = config_dict.placeholder(int)  # rgb/<f>x to read; None = the protocol's (2 or 1)
     c.data.use_depth = True  # read depth/<f>x (LiDAR z-depth) for the depth loss and the initialisation

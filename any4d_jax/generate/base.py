@@ -7,7 +7,7 @@ A generator turns a prompt and a camera trajectory into a video seen by exactly 
                                                 mask (F, H, W) or None)
 
 `mask` means *valid* here (1 where the generator knows the pixel's geometry, 0 where it is disoccluded or
-invented), not the foreground mask that `data.synthetic` returns; `pipeline.prompt_to_4d` drops it before
+invented), not the foreground mask that `data.synthetic` returns; `jobs/prompt.py` drops it before
 reconstruction. Backends are picked by name (`--config.generator.name`); the registry maps names to
 "module:factory" strings, so torch is only imported when the `diffusers` backend is asked for.
 """

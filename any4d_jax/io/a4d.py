@@ -29,7 +29,7 @@ PREAMBLE = pystruct.Struct("<4sHHII")  # magic, major, minor, header length, hea
 ALIGN = 16  # the header is padded, and every array starts, at a multiple of this many bytes
 
 # Storage type of every array per precision preset. float16 is used where it costs < 0.1 dB (measured in
-# tests/test_export.py and the issue note); positions and trajectories stay float32.
+# tests/io/test_a4d.py and the issue note); positions and trajectories stay float32.
 PRECISIONS = {
     "mixed": {"quats": "f2", "scales": "f2", "opacities": "f2", "sh": "f2", "weights": "f2"},
     "float32": {},

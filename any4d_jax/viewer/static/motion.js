@@ -7,7 +7,7 @@
  * drawing) with two precisions that could disagree. Running it in a worker keeps the page responsive; the
  * vertex shader then only does what depends on the current camera every frame (the EWA projection).
  *
- * The maths follows docs/format.md "Evaluating a Gaussian at time t" and any4d_jax/motion.py, and the
+ * The maths follows docs/format.md "Evaluating a Gaussian at time t" and any4d_jax/model/motion.py, and the
  * colour any4d_jax/render/sh.py.
  *
  *   const ev = new A4DMotion.FrameBuilder(scene);           // scene from A4D.parse

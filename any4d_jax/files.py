@@ -6,7 +6,7 @@ POSIX), so a crash or a full disk mid-write leaves the previous file intact and 
 name. Every JSON a user hands us goes through `read_json`: size and nesting are bounded and any defect is an
 `InputError` whose message is one line naming the file.
 
-    InputError                  malformed or missing user input (a ValueError); the message is one line
+    InputError                  (errors.py) malformed or missing user input; the message is one line
     atomic_write(path, mode)    context manager yielding an open file; renamed into place on success
     atomic_path(path)           context manager yielding a temporary path (for writers that take a path)
     write_json(path, obj)       strict JSON (inf/NaN become null), atomically
@@ -30,13 +30,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from any4d_jax.errors import InputError
+
 MAX_JSON_BYTES = 64 * 2**20  # a config, a camera file or a split is kilobytes; a DyCheck dataset.json is < 1 MB
 MAX_JSON_DEPTH = 64  # nesting deeper than this is refused before parsing (Python's parser recurses)
-
-
-class InputError(ValueError):
-    """Malformed or missing input from the user (a file, a folder, a config key). str(e) is one line that
-    names the file or key and says what is wrong; `experiments` commands print it and exit with status 2."""
 
 
 def _tmp_name(path: str) -> str:

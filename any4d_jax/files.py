@@ -1,4 +1,4 @@
-"""Files a run writes and reads: atomic writes, strict JSON, bounded reads, and the one error type for bad input.
+"""Files a run writes and reads: atomic writes, strict JSON, bounded reads of user JSON.
 
 Every output of the package goes through `atomic_write` / `atomic_path`: the bytes go to a temporary name in
 the destination folder, are flushed and fsynced, then renamed over the destination (`os.replace`, atomic on
@@ -32,7 +32,7 @@ import numpy as np
 
 from any4d_jax.errors import InputError
 
-MAX_JSON_BYTES = 64 * 2**20  # a config, a camera file or a split is kilobytes; a DyCheck dataset.json is < 1 MB
+MAX_JSON_BYTES = 64 * 2**20  # configs, cameras, splits: kilobytes; DyCheck dataset.json < 1 MB
 MAX_JSON_DEPTH = 64  # nesting deeper than this is refused before parsing (Python's parser recurses)
 
 
@@ -160,7 +160,9 @@ def parse_json(text: str, where: str, max_depth: int = MAX_JSON_DEPTH):
         raise InputError(f"{where}: JSON nested too deeply") from None
 
 
-def read_json(path: str, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH, what: str = "file"):
+def read_json(
+    path: str, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH, what: str = "file"
+):
     """The JSON value in `path`; InputError (one line naming the file) when it is missing, unreadable,
     larger than max_bytes, not UTF-8, not JSON or nested deeper than max_depth."""
     try:
@@ -192,7 +194,8 @@ def check_writable(folder: str) -> None:
             os.close(fd)
             os.remove(probe)
     except OSError as e:
-        raise InputError(f"{folder}: cannot write there ({e.strerror or e}); choose another --workdir") from None
+        reason = e.strerror or e
+        raise InputError(f"{folder}: cannot write there ({reason}); choose another --workdir") from None
 
 
 def sha256_file(path: str, chunk: int = 2**20) -> str:

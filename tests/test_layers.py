@@ -17,7 +17,13 @@ PACKAGE = os.path.join(ROOT, "any4d_jax")
 
 LAYERS = ["geometry", "render", "data", "generate", "model", "io", "evaluation", "train", "jobs"]
 # Top-level modules outside the folders, and the layer they sit in.
-TOP_LEVEL = {"any4d_jax": -1, "any4d_jax.files": -1, "any4d_jax.errors": -1, "any4d_jax.explore": LAYERS.index("jobs"), "any4d_jax.viewer": -1}
+TOP_LEVEL = {
+    "any4d_jax": -1,
+    "any4d_jax.errors": -1,
+    "any4d_jax.files": -1,
+    "any4d_jax.explore": LAYERS.index("jobs"),
+    "any4d_jax.viewer": -1,
+}
 
 
 def _module_name(path: str) -> str:

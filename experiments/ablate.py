@@ -10,9 +10,10 @@ generator setting) and ablation.json to --workdir (default runs/ablate_<config n
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Experiment config file.", lock_config=True)
+from any4d_jax.jobs import cli  # light (absl only): --debug, one-line errors with exit status 2
+
+cli.define_config("configs/synthetic.py")
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/ablate_<config name>).")
 flags.DEFINE_bool("verbose", False, "Show library INFO logs (orbax, absl); by default only warnings.")
 FLAGS = flags.FLAGS
@@ -24,10 +25,11 @@ def main(argv):
     from any4d_jax.jobs import logs  # light: set the log levels before JAX initialises (it logs at INFO)
 
     logs.configure(FLAGS.verbose)
+    from any4d_jax.errors import InputError
     from any4d_jax.jobs import ablate
 
     if FLAGS.config.get("ablation") is None:
-        raise app.UsageError("this config has no `ablation` section (see configs/synthetic.py)")
+        raise InputError("this config has no `ablation` section (see configs/synthetic.py)")
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = FLAGS.workdir or os.path.join("runs", f"ablate_{name}")
     result = ablate.run(FLAGS.config, workdir)
@@ -37,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

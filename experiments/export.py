@@ -8,6 +8,8 @@ import os
 
 from absl import app, flags
 
+from any4d_jax.jobs import cli  # light (absl only): --debug, one-line errors with exit status 2
+
 flags.DEFINE_string("workdir", None, "Training run folder (config.json, train_cameras.npz, checkpoints/).")
 flags.DEFINE_string("out", None, "Output file (default: <workdir>/scene.a4d).")
 flags.DEFINE_enum("precision", "mixed", ["mixed", "float32"], "float16 where harmless (docs/format.md).")
@@ -21,10 +23,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from any4d_jax.io import a4d, workdir
 
-    try:
-        scene = workdir.scene_from_workdir(FLAGS.workdir, FLAGS.step)
-    except FileNotFoundError as e:
-        raise SystemExit(f"error: {e}") from None
+    scene = workdir.scene_from_workdir(FLAGS.workdir, FLAGS.step)
     out = FLAGS.out or os.path.join(FLAGS.workdir, "scene.a4d")
     nbytes = a4d.write_a4d(out, scene, FLAGS.precision)
     ply_dir = os.path.join(FLAGS.workdir, "ply")
@@ -40,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -7,9 +7,10 @@ import json
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Experiment config file.", lock_config=True)
+from any4d_jax.jobs import cli  # light (absl only): --debug, one-line errors with exit status 2
+
+cli.define_config("configs/synthetic.py")
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).")
 flags.DEFINE_bool("verbose", False, "Show library INFO logs (orbax, absl); by default only warnings.")
 FLAGS = flags.FLAGS
@@ -42,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -30,9 +30,16 @@ Conventions, as DyCheck's own loader (`dycheck/datasets/nerfies.py`, `geometry/c
   path does with OpenCV). Pixels whose source falls outside the image get no depth and no covisibility (RGB
   is edge-clamped there). The released iPhone cameras have no distortion, so nothing is resampled for them.
 
-Every problem with the folder (missing file, camera field missing or non-finite, image of the wrong size,
-a split naming an unknown frame, ...) raises ``SceneError``: one line naming the file and what is wrong,
-before anything is trained.
+Every problem with the folder (missing file, JSON that is not strict JSON or has a field of the wrong type or
+shape, camera field missing or non-finite, image that cannot be decoded or has the wrong size, depth of the
+wrong dtype or shape, a split naming an unknown frame, ...) raises ``SceneError`` (an ``errors.InputError``):
+one line naming the file (and the key) and what is wrong, before anything is trained. Every JSON file is read
+by ``files.read_json`` (bounded size and nesting; NaN / Infinity tokens refused). Images and ``.npy`` arrays
+are checked from their headers (size, dtype, shape) before they are decoded, so a small file declaring a huge
+image or array is refused without allocating it.
+
+A val frame whose covisible mask covers no pixel is loaded (``IPhoneScene.empty_covisible`` names it, and a
+one-line warning is printed); evaluation/dycheck.py leaves it out of the masked metrics.
 """
 
 from __future__ import annotations
@@ -40,14 +47,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import struct
+import warnings
 from typing import Any
 
 import imageio.v2 as iio2
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from PIL import Image
 
+from any4d_jax import files
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError
 from any4d_jax.geometry import cameras
 
 __all__ = [
@@ -78,10 +90,44 @@ REQUIRED_FILES = ("dataset.json", "metadata.json", "scene.json", "splits/train.j
 REQUIRED_DIRS = ("camera", "rgb")
 # Scaled depths whose median exceeds this multiple of scene.json's far plane are refused (wrong units).
 DEPTH_UNIT_TOLERANCE = 20.0
+# Largest image (W * H) a camera may declare: the released scenes are 720 x 960 (0.7M pixels) at 1x.
+MAX_IMAGE_PIXELS = 2**26
+# Largest points.npy (M points) read.
+MAX_POINTS = 2**25
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class SceneError(ValueError):
+class SceneError(InputError):
     """A DyCheck scene folder that cannot be read as published (one line: the file and what is wrong)."""
+
+
+def _short(value, limit: int = 60) -> str:
+    """A JSON value as it would appear in the file, on one line and at most about `limit` characters."""
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json_kind(value) -> str:
+    """'null', 'a list', 'a string', ... (what a JSON value is, for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _is_index(x) -> bool:
+    """A JSON integer >= 0 (true / false are not integers)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -156,20 +202,33 @@ class NerfiesCamera:
 
 
 def _load_json(path: str) -> Any:
+    """A scene JSON file's value (files.read_json: bounded, strict; any defect is a one-line SceneError)."""
     if not os.path.isfile(path):
         raise SceneError(f"{path}: file not found")
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SceneError(f"{path}: not valid JSON ({e})") from None
+        return files.read_json(path)
+    except InputError as e:
+        raise SceneError(str(e)) from None
+
+
+def _numbers_only(value, depth: int = 0) -> bool:
+    """True when value is a JSON number or (at most 3 deep) lists of numbers: no bool, null or string."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, list) and depth < 3:
+        return all(_numbers_only(v, depth + 1) for v in value)
+    return False
 
 
 def _array(path: str, name: str, value, shape: tuple) -> np.ndarray:
+    if not _numbers_only(value):
+        raise SceneError(f"{path}: field {name!r} is not numeric: {_short(value)}")
     try:
         a = np.asarray(value, np.float64)
-    except (TypeError, ValueError):
-        raise SceneError(f"{path}: field {name!r} is not numeric: {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SceneError(f"{path}: field {name!r} is not numeric: {_short(value)}") from None
     if a.shape != shape:
         raise SceneError(f"{path}: field {name!r} must have shape {shape}, got {a.shape}")
     if not np.all(np.isfinite(a)):
@@ -180,7 +239,7 @@ def _array(path: str, name: str, value, shape: tuple) -> np.ndarray:
 def camera_from_dict(d: dict, path: str = "<camera>") -> NerfiesCamera:
     """A checked NerfiesCamera from a parsed camera JSON (`path` only names it in errors)."""
     if not isinstance(d, dict):
-        raise SceneError(f"{path}: expected a JSON object, got {type(d).__name__}")
+        raise SceneError(f"{path}: expected a JSON object, got {_json_kind(d)}")
     if "tangential_distortion" not in d and "tangential" in d:  # older Nerfies files (DyCheck accepts both)
         d = {**d, "tangential_distortion": d["tangential"]}
     missing = [k for k in CAMERA_FIELDS if k not in d]
@@ -195,6 +254,11 @@ def camera_from_dict(d: dict, path: str = "<camera>") -> NerfiesCamera:
     w, h = v["image_size"]
     if w != int(w) or h != int(h) or w < 1 or h < 1:
         raise SceneError(f"{path}: 'image_size' must be two positive integers [W, H], got {[w, h]}")
+    if w * h > MAX_IMAGE_PIXELS:
+        raise SceneError(
+            f"{path}: 'image_size' {int(w)}x{int(h)} is more than the {MAX_IMAGE_PIXELS} pixels this loader "
+            "accepts"
+        )
     return NerfiesCamera(
         orientation=R,
         position=v["position"],
@@ -312,6 +376,8 @@ class IPhoneScene:
     points: (M, 3) float32 normalised background points (points.npy) or None; point_colors (M, 3) in [0, 1]
             sampled from the training frames that see them (0.5 grey where none does).
     undistorted: names of the frames whose images were resampled to remove lens distortion.
+    empty_covisible: names of the val frames whose covisible mask covers no pixel (left out of the masked
+            metrics by evaluation/dycheck.py).
     """
 
     name: str
@@ -330,13 +396,14 @@ class IPhoneScene:
     undistorted: tuple
     covisible_dir: str | None
     extra: dict
+    empty_covisible: tuple = ()
 
 
 def _read_scene_info(root: str) -> SceneInfo:
     path = os.path.join(root, "scene.json")
     d = _load_json(path)
     if not isinstance(d, dict):
-        raise SceneError(f"{path}: expected a JSON object")
+        raise SceneError(f"{path}: expected a JSON object, got {_json_kind(d)}")
     missing = [k for k in ("center", "scale", "near", "far") if k not in d]
     if missing:
         raise SceneError(f"{path}: missing field(s) {', '.join(missing)}")
@@ -349,37 +416,105 @@ def _read_scene_info(root: str) -> SceneInfo:
     return SceneInfo(center=center, scale=scale, near=near, far=far)
 
 
+def _check_names(path: str, key: str, value, plain: bool) -> list:
+    """value must be a list of strings (frame names); plain: names of files (no path separators)."""
+    if not isinstance(value, list):
+        raise SceneError(f"{path}: {key!r} must be a list of frame names, got {_short(value)}")
+    for i, name in enumerate(value):
+        if not isinstance(name, str):
+            raise SceneError(f"{path}: {key}[{i}] must be a string, got {_short(name)}")
+        if plain and (name in ("", ".", "..") or any(c in name for c in "/\\\0")):
+            raise SceneError(f"{path}: {key}[{i}] {name!r} is not a plain file name (no path separators)")
+    return value
+
+
+def _check_indices(path: str, key: str, value) -> list:
+    """value must be a list of JSON integers >= 0."""
+    if not isinstance(value, list):
+        raise SceneError(f"{path}: {key!r} must be a list of non-negative integers, got {_short(value)}")
+    for i, x in enumerate(value):
+        if not _is_index(x):
+            raise SceneError(f"{path}: {key}[{i}] must be a non-negative integer, got {_short(x)}")
+    return value
+
+
+def _check_metadata(path: str, metadata) -> dict:
+    """metadata.json: {frame name: {warp_id, camera_id[, appearance_id]: integers >= 0}}."""
+    if not isinstance(metadata, dict):
+        raise SceneError(f"{path}: expected an object mapping frame names, got {_short(metadata)}")
+    for name, meta in metadata.items():
+        if not isinstance(meta, dict):
+            raise SceneError(f"{path}: entry {name!r} must be an object with warp_id and camera_id")
+        for key in ("warp_id", "appearance_id", "camera_id"):
+            if key in meta and not _is_index(meta[key]):
+                raise SceneError(
+                    f"{path}: entry {name!r}: {key!r} must be a non-negative integer, got {_short(meta[key])}"
+                )
+    return metadata
+
+
+def _check_dataset(path: str, dataset) -> dict:
+    """dataset.json: ids (list of names); optional train_ids / val_ids (lists), count / num_exemplars."""
+    if not isinstance(dataset, dict) or "ids" not in dataset:
+        raise SceneError(f"{path}: expected an object with 'ids'")
+    for key in ("ids", "train_ids", "val_ids"):
+        if key in dataset:
+            _check_names(path, key, dataset[key], plain=False)
+    for key in ("count", "num_exemplars"):
+        if key in dataset and not _is_index(dataset[key]):
+            raise SceneError(f"{path}: {key!r} must be a non-negative integer, got {_short(dataset[key])}")
+    return dataset
+
+
 def _read_split(root: str, split: str, metadata: dict) -> list[tuple[str, int, int]]:
     """[(frame_name, time_id, camera_id)] of splits/<split>.json, checked against metadata.json."""
     path = os.path.join(root, "splits", f"{split}.json")
     d = _load_json(path)
     if not isinstance(d, dict) or any(k not in d for k in ("frame_names", "time_ids", "camera_ids")):
         raise SceneError(f"{path}: expected an object with frame_names, time_ids and camera_ids")
-    names, times, cams = d["frame_names"], d["time_ids"], d["camera_ids"]
+    names = _check_names(path, "frame_names", d["frame_names"], plain=True)
+    times = _check_indices(path, "time_ids", d["time_ids"])
+    cams = _check_indices(path, "camera_ids", d["camera_ids"])
     if not (len(names) == len(times) == len(cams)):
         raise SceneError(
             f"{path}: frame_names, time_ids and camera_ids have different lengths "
             f"({len(names)}, {len(times)}, {len(cams)})"
         )
     out = []
+    seen = set()
     for name, t, c in zip(names, times, cams, strict=True):
-        name = str(name)
+        if name in seen:
+            raise SceneError(f"{path}: frame {name!r} is listed twice")
+        seen.add(name)
         if name not in metadata:
             raise SceneError(f"{path}: frame {name!r} is not listed in metadata.json")
         if not os.path.isfile(os.path.join(root, "camera", f"{name}.json")):
             raise SceneError(f"{path}: frame {name!r} has no camera file camera/{name}.json")
         meta = metadata[name]
-        if not isinstance(meta, dict) or "warp_id" not in meta or "camera_id" not in meta:
+        if "warp_id" not in meta or "camera_id" not in meta:
             raise SceneError(
                 f"{os.path.join(root, 'metadata.json')}: entry {name!r} needs warp_id and camera_id"
             )
-        if int(meta["warp_id"]) != int(t) or int(meta["camera_id"]) != int(c):
+        if meta["warp_id"] != t or meta["camera_id"] != c:
             raise SceneError(
                 f"{path}: frame {name!r} has time_id {t}, camera_id {c} but metadata.json says warp_id "
                 f"{meta['warp_id']}, camera_id {meta['camera_id']}"
             )
-        out.append((name, int(t), int(c)))
+        out.append((name, t, c))
     return out
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """(W, H) from an image file's header, without decoding its pixels. PNG (the DyCheck format) is read
+    directly from its IHDR chunk, whatever size it declares; other formats through PIL's lazy open."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:  # reads the header only
+            return im.size
 
 
 def _read_png(path: str, expect_hw: tuple[int, int], what: str) -> np.ndarray:
@@ -387,9 +522,20 @@ def _read_png(path: str, expect_hw: tuple[int, int], what: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise SceneError(f"{path}: {what} not found")
     try:
+        w, h = _image_size(path)
+    except Image.DecompressionBombError as e:
+        raise SceneError(f"{path}: header declares an image too large to decode ({_one_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - any header failure is a bad file
+        raise SceneError(f"{path}: cannot be read as an image ({_one_line(e)})") from None
+    if (h, w) != expect_hw:  # from the header: a wrong (or huge) size is refused before decoding
+        raise SceneError(
+            f"{path}: image is {w}x{h} (WxH) but its camera gives {expect_hw[1]}x{expect_hw[0]} at this "
+            "factor"
+        )
+    try:
         img = np.asarray(iio2.imread(path))
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-        raise SceneError(f"{path}: cannot be read as an image ({e})") from None
+        raise SceneError(f"{path}: cannot be read as an image ({_one_line(e)})") from None
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4) or img.dtype != np.uint8:
@@ -402,20 +548,42 @@ def _read_png(path: str, expect_hw: tuple[int, int], what: str) -> np.ndarray:
     return img
 
 
+def _npy_header(path: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from a .npy file's header, without reading its data."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+    except Exception as e:  # noqa: BLE001 - any header failure is a bad file
+        raise SceneError(f"{path}: cannot be read as a .npy array ({_one_line(e)})") from None
+    return tuple(shape), dtype
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise SceneError(f"{path}: cannot be read as a .npy array ({_one_line(e)})") from None
+
+
 def _read_depth(path: str, expect_hw: tuple[int, int]) -> np.ndarray:
     if not os.path.isfile(path):
         raise SceneError(
             f"{path}: depth map not found (the scene has depth/, so every training frame needs one)"
         )
-    try:
-        d = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise SceneError(f"{path}: cannot be read as a .npy array ({e})") from None
-    if d.ndim == 3 and d.shape[-1] == 1:
-        d = d[..., 0]
-    if d.shape != expect_hw:
-        raise SceneError(f"{path}: depth has shape {d.shape}, expected {expect_hw} (H, W) or (H, W, 1)")
-    d = d.astype(np.float64)
+    shape, dtype = _npy_header(path)  # dtype and shape are checked before the data is read
+    if dtype.kind != "f":
+        raise SceneError(f"{path}: depth must be a float array (float16/32/64), got dtype {dtype}")
+    if len(shape) == 3 and shape[-1] == 1:
+        shape = shape[:2]
+    if shape != expect_hw:
+        raise SceneError(f"{path}: depth has shape {shape}, expected {expect_hw} (H, W) or (H, W, 1)")
+    d = _load_npy(path).reshape(expect_hw).astype(np.float64)
     if not np.all(np.isfinite(d)) or np.any(d < 0):
         raise SceneError(f"{path}: depth must be finite and >= 0 (0 = unknown)")
     return d
@@ -471,6 +639,11 @@ def _load_frames(root, factor, split_rows, info, *, want_depth, covisible_dir, u
 
 def _check_depth_units(root: str, factor: int, depth: np.ndarray, info: SceneInfo) -> None:
     valid = depth[depth > 0]
+    if valid.size == 0:
+        raise SceneError(
+            f"{os.path.join(root, 'depth', f'{factor}x')}: every depth map is 0 (unknown) at every pixel; "
+            "fix them, remove the folder or pass --config.data.use_depth=false"
+        )
     if valid.size and np.median(valid) > DEPTH_UNIT_TOLERANCE * info.far:
         raise SceneError(
             f"{os.path.join(root, 'depth', f'{factor}x')}: median depth {np.median(valid):.3g} (after "
@@ -517,12 +690,14 @@ def _read_points(root: str, info: SceneInfo) -> np.ndarray | None:
     path = os.path.join(root, "points.npy")
     if not os.path.isfile(path):
         return None
-    try:
-        pts = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise SceneError(f"{path}: cannot be read as a .npy array ({e})") from None
-    if pts.ndim != 2 or pts.shape[1] != 3 or not np.all(np.isfinite(pts)):
-        raise SceneError(f"{path}: expected finite (M, 3) points, got shape {pts.shape}")
+    shape, dtype = _npy_header(path)
+    if len(shape) != 2 or shape[1] != 3 or dtype.kind not in "fiu":
+        raise SceneError(f"{path}: expected finite real (M, 3) points, got shape {shape} dtype {dtype}")
+    if shape[0] > MAX_POINTS:
+        raise SceneError(f"{path}: {shape[0]} points, more than the {MAX_POINTS} this loader reads")
+    pts = _load_npy(path)
+    if not np.all(np.isfinite(pts)):
+        raise SceneError(f"{path}: expected finite (M, 3) points, got a non-finite value")
     return ((pts.astype(np.float64) - info.center) * info.scale).astype(np.float32)
 
 
@@ -556,8 +731,8 @@ def load_scene(
         )
     missing = [p for p in REQUIRED_FILES if not os.path.isfile(os.path.join(root, p))]
     missing += [p + "/" for p in REQUIRED_DIRS if not os.path.isdir(os.path.join(root, p))]
-    if int(factor) not in (1, 2, 4, 8):
-        raise SceneError(f"{root}: factor must be 1, 2, 4 or 8, got {factor}")
+    if isinstance(factor, bool) or factor not in (1, 2, 4, 8):
+        raise SceneError(f"{root}: factor must be 1, 2, 4 or 8, got {factor!r}")
     factor = int(factor)
     rgb_dir = os.path.join(root, "rgb", f"{factor}x")
     if "rgb/" not in missing and not os.path.isdir(rgb_dir):
@@ -565,14 +740,14 @@ def load_scene(
     if missing:
         raise SceneError(f"{root}: incomplete DyCheck scene, missing {', '.join(missing)}")
     info = _read_scene_info(root)
-    metadata = _load_json(os.path.join(root, "metadata.json"))
-    if not isinstance(metadata, dict):
-        raise SceneError(f"{os.path.join(root, 'metadata.json')}: expected an object mapping frame names")
-    dataset = _load_json(os.path.join(root, "dataset.json"))
-    if not isinstance(dataset, dict) or "ids" not in dataset:
-        raise SceneError(f"{os.path.join(root, 'dataset.json')}: expected an object with 'ids'")
+    metadata_path = os.path.join(root, "metadata.json")
+    metadata = _check_metadata(metadata_path, _load_json(metadata_path))
+    dataset_path = os.path.join(root, "dataset.json")
+    _check_dataset(dataset_path, _load_json(dataset_path))
     extra_path = os.path.join(root, "extra.json")
     extra = _load_json(extra_path) if os.path.isfile(extra_path) else {}
+    if not isinstance(extra, dict):
+        raise SceneError(f"{extra_path}: expected a JSON object, got {_json_kind(extra)}")
 
     train_rows = sorted(_read_split(root, "train", metadata), key=lambda r: (r[1], r[0]))
     val_rows = _read_split(root, "val", metadata)
@@ -609,6 +784,7 @@ def load_scene(
 
     val = None
     cov_dir = None
+    empty_covisible: list = []
     if val_rows:
         cov_dir = find_covisible_dir(root, factor, covisible_dirs)
         if cov_dir is None:
@@ -629,6 +805,14 @@ def load_scene(
             depth=None,
             mask=jnp.asarray(np.stack(vmasks).astype(np.float32)),
         )
+        empty_covisible = [r[0] for r, m in zip(val_rows, vmasks, strict=True) if not np.any(m > 0.5)]
+        if empty_covisible:
+            listed = ", ".join(empty_covisible[:3]) + (", ..." if len(empty_covisible) > 3 else "")
+            print(
+                f"[iphone] warning: {cov_dir}: {len(empty_covisible)} of {len(val_rows)} val covisible masks "
+                f"are empty ({listed}); those frames are left out of mpsnr / mssim / mlpips",
+                flush=True,
+            )
 
     points = _read_points(root, info) if use_points else None
     point_colors = None if points is None else _color_points(points, train)
@@ -648,7 +832,8 @@ def load_scene(
         point_colors=point_colors,
         undistorted=tuple(undistorted),
         covisible_dir=cov_dir,
-        extra=extra if isinstance(extra, dict) else {},
+        extra=extra,
+        empty_covisible=tuple(empty_covisible),
     )
 
 

@@ -1,23 +1,25 @@
-"""Held-out evaluation of the synthetic scene: render its held-out cameras at every time, score them,
-and write
-what a person can look at.
+"""Held-out evaluation of the synthetic scene: render its held-out cameras at every time, score them, and
+write what a person can look at.
 
 Outputs in the workdir: metrics.json (per-frame and mean PSNR/SSIM, masked variants over the foreground mask,
 training-view PSNR), heldout.mp4 (prediction | ground truth, one clip per held-out camera), novel_orbit.mp4
 (a camera orbiting the scene while time runs), ply/frame_XXX.ply (the Gaussians at every frame, 3DGS layout).
+Every file is written atomically; metrics.json is strict JSON (files.write_json: a PSNR of +inf, identical
+images, is written as null). A held-out frame whose mask covers no pixel has null masked scores, is left out
+of the masked means and is counted (``empty_mask_frames``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax.numpy as jnp
 import numpy as np
 
+from any4d_jax import files
 from any4d_jax.data.frames import Frames
 from any4d_jax.evaluation.render import render_frames
-from any4d_jax.evaluation.scores import mean_scores, per_frame_rows, score_frames
+from any4d_jax.evaluation.scores import empty_mask_frames, mean_scores, per_frame_rows, score_frames
 from any4d_jax.geometry.cameras import Camera
 from any4d_jax.io import ply, video
 from any4d_jax.model.gaussians import ModelSpec
@@ -49,7 +51,8 @@ def evaluate(
     pred_train = render_frames(state, spec, train.cameras, train.times, "train views")
     ev = score_frames(pred_eval, held_out.rgb, held_out.mask)
     tr = score_frames(pred_train, train.rgb)
-    summary = {**mean_scores(ev, "eval"), **mean_scores(tr, "train")}
+    empty = np.zeros(held_out.num_frames, bool) if held_out.mask is None else empty_mask_frames(held_out.mask)
+    summary = {**mean_scores(ev, "eval", scored=~empty), **mean_scores(tr, "train")}
     result = {
         "summary": summary,
         "per_frame": {
@@ -57,9 +60,9 @@ def evaluate(
             "train": per_frame_rows(tr, time=[float(t) for t in np.asarray(train.times)]),
         },
         "num_gaussians": int(jnp.sum(state.active)),
+        "empty_mask_frames": int(empty.sum()),
     }
-    with open(os.path.join(workdir, OUTPUTS["metrics"]), "w") as f:
-        json.dump(result, f, indent=2)
+    files.write_json(os.path.join(workdir, OUTPUTS["metrics"]), result)
 
     side = video.side_by_side(pred_eval, held_out.rgb)
     video.write_video(os.path.join(workdir, OUTPUTS["heldout_video"]), side, fps)

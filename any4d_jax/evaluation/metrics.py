@@ -26,6 +26,12 @@ View Synthesis: A Reality Check", NeurIPS 2022), which published iPhone-dataset 
   first. Windows without any covered pixel get all moments 0, hence SSIM ``(c1 c2) / (c1 c2) = 1``, and they
   still count in the mean over all valid positions. With a full mask this is exactly ``ssim``.
 
+An image whose mask covers nothing gets, by these formulas, ``masked_psnr = +inf`` and ``masked_ssim = 1``:
+a perfect score for an image where nothing was compared. The functions here keep DyCheck's values (the
+training loss uses ``masked_ssim`` and needs a finite value); the evaluation scorer
+(``scores.score_frames``) reports such a frame as having no masked score (NaN, null in JSON) and leaves it
+out of the means.
+
 All functions are pure ``jax.numpy``, safe under ``jit``, ``vmap`` and ``grad`` (the covariance clamp uses a
 guarded square root, so gradients stay finite on flat image regions). ``filter_size``, ``filter_sigma``,
 ``k1``, ``k2`` and ``max_val`` are Python numbers (static).
@@ -199,7 +205,8 @@ def masked_psnr(a: Array, b: Array, mask: Array, max_val: float = 1.0) -> Array:
     """PSNR on the covered pixels only (DyCheck): ``10 log10(max_val^2 / masked_mse(a, b, mask))``.
 
     a, b: (..., H, W, C) float; mask: (..., H, W) or (..., H, W, 1) in [0, 1]. Returns (...,) in dB
-    (+inf when the covered pixels agree exactly or nothing is covered).
+    (+inf when the covered pixels agree exactly, and also when nothing is covered: evaluation leaves such
+    images out, see scores.score_frames).
     """
     return 10.0 * jnp.log10(max_val**2 / masked_mse(a, b, mask))
 
@@ -233,8 +240,9 @@ def masked_ssim(
 
     a, b: (..., H, W, C) float in [0, max_val]; mask: (..., H, W) or (..., H, W, 1) in [0, 1].
     Returns (...,): the mean of the SSIM map over ALL valid positions and channels (windows without any
-    covered pixel score exactly 1 and are included); with ``return_map`` the map (..., H - fs + 1,
-    W - fs + 1, C). With a full mask this equals ``ssim``.
+    covered pixel score exactly 1 and are included, so an empty mask gives 1: evaluation leaves such images
+    out, see scores.score_frames); with ``return_map`` the map (..., H - fs + 1, W - fs + 1, C). With a full
+    mask this equals ``ssim``.
     """
     a, b = _check_pair(a, b)
     _check_window(a, filter_size)

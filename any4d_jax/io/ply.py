@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from any4d_jax import files
+from any4d_jax.errors import InputError
 from any4d_jax.model.gaussians import Gaussians, ModelParams, check, splats_at
 from any4d_jax.model.motion import MotionConfig
 from any4d_jax.render.sh import num_sh_bases, rgb_to_sh_dc, sh_degree_from_bases
@@ -131,7 +133,7 @@ def write_ply(path: str | os.PathLike, gaussians: Gaussians | Splats, active=Non
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {m}"]
     header += [f"property float {name}" for name in names]
     header.append("end_header")
-    with open(path, "wb") as fh:
+    with files.atomic_write(path, "wb") as fh:
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         fh.write(table.tobytes())
     return m
@@ -140,17 +142,17 @@ def write_ply(path: str | os.PathLike, gaussians: Gaussians | Splats, active=Non
 def _parse_header(fh, path) -> tuple[str, list[tuple[str, int, list[tuple[str, str]]]]]:
     first = fh.readline()
     if first.strip() != b"ply":
-        raise ValueError(f"read_ply: {path} is not a PLY file (first line {first[:20]!r})")
+        raise InputError(f"read_ply: {path} is not a PLY file (first line {first[:20]!r})")
     fmt = None
     elements: list[tuple[str, int, list[tuple[str, str]]]] = []
     while True:
         raw = fh.readline()
         if not raw:
-            raise ValueError(f"read_ply: {path}: header has no end_header line")
+            raise InputError(f"read_ply: {path}: header has no end_header line")
         try:
             line = raw.decode("ascii").strip()
         except UnicodeDecodeError as err:
-            raise ValueError(f"read_ply: {path}: header is not ASCII") from err
+            raise InputError(f"read_ply: {path}: header is not ASCII") from err
         if line == "end_header":
             break
         words = line.split()
@@ -158,27 +160,27 @@ def _parse_header(fh, path) -> tuple[str, list[tuple[str, int, list[tuple[str, s
             continue
         if words[0] == "format":
             if len(words) != 3:
-                raise ValueError(f"read_ply: {path}: malformed format line {line!r}")
+                raise InputError(f"read_ply: {path}: malformed format line {line!r}")
             fmt = words[1]
         elif words[0] == "element":
             if len(words) != 3 or not re.fullmatch(r"\d+", words[2]):
-                raise ValueError(f"read_ply: {path}: malformed element line {line!r}")
+                raise InputError(f"read_ply: {path}: malformed element line {line!r}")
             elements.append((words[1], int(words[2]), []))
         elif words[0] == "property":
             if not elements:
-                raise ValueError(f"read_ply: {path}: property before any element: {line!r}")
+                raise InputError(f"read_ply: {path}: property before any element: {line!r}")
             if len(words) >= 2 and words[1] == "list":
-                raise ValueError(
+                raise InputError(
                     f"read_ply: {path}: list property {line!r} in element {elements[-1][0]!r} "
                     "is not supported"
                 )
             if len(words) != 3 or words[1] not in _PLY_TYPES:
-                raise ValueError(f"read_ply: {path}: unsupported property line {line!r}")
+                raise InputError(f"read_ply: {path}: unsupported property line {line!r}")
             elements[-1][2].append((words[2], words[1]))
         else:
-            raise ValueError(f"read_ply: {path}: unexpected header line {line!r}")
+            raise InputError(f"read_ply: {path}: unexpected header line {line!r}")
     if fmt is None:
-        raise ValueError(f"read_ply: {path}: header has no format line")
+        raise InputError(f"read_ply: {path}: header has no format line")
     return fmt, elements
 
 
@@ -191,7 +193,7 @@ def read_ply(path: str | os.PathLike) -> Gaussians:
         fmt, elements = _parse_header(fh, path)
         body = fh.read()
     if fmt != "binary_little_endian":
-        raise ValueError(f"read_ply: {path}: format {fmt!r} is not supported (only binary_little_endian)")
+        raise InputError(f"read_ply: {path}: format {fmt!r} is not supported (only binary_little_endian)")
     offset = 0
     vertex = None
     for name, count, props in elements:
@@ -201,21 +203,21 @@ def read_ply(path: str | os.PathLike) -> Gaussians:
             break
         offset += count * dtype.itemsize
     if vertex is None:
-        raise ValueError(f"read_ply: {path}: no 'vertex' element")
+        raise InputError(f"read_ply: {path}: no 'vertex' element")
     n, dtype, offset = vertex
     names = set(dtype.names or ())
     n_rest = len([p for p in names if p.startswith("f_rest_")])
     if n_rest % 3 != 0 or n_rest // 3 + 1 not in (1, 4, 9, 16):
-        raise ValueError(
+        raise InputError(
             f"read_ply: {path}: {n_rest} f_rest properties, expected 3 * (K - 1) for K in 1, 4, 9, 16"
         )
     degree = sh_degree_from_bases(n_rest // 3 + 1)
     required = [p for p in ply_property_names(degree) if p not in ("nx", "ny", "nz")]
     missing = [p for p in required if p not in names]
     if missing:
-        raise ValueError(f"read_ply: {path}: vertex element lacks properties {missing}")
+        raise InputError(f"read_ply: {path}: vertex element lacks properties {missing}")
     if len(body) < offset + n * dtype.itemsize:
-        raise ValueError(
+        raise InputError(
             f"read_ply: {path}: body has {len(body)} bytes, the header needs {offset + n * dtype.itemsize}"
         )
     data = np.frombuffer(body, dtype=dtype, count=n, offset=offset)

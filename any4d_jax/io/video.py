@@ -5,6 +5,8 @@ from __future__ import annotations
 import imageio.v2 as iio2
 import numpy as np
 
+from any4d_jax import files
+
 
 def to_u8(x) -> np.ndarray:
     """Float images in [0, 1] -> uint8 (rounded)."""
@@ -17,9 +19,11 @@ def side_by_side(*images) -> np.ndarray:
 
 
 def write_video(path: str, frames: np.ndarray, fps: int) -> None:
-    """(F, H, W, 3) float in [0, 1] -> H.264 mp4 (odd sizes padded to even by repeating the edge)."""
+    """(F, H, W, 3) float in [0, 1] -> H.264 mp4 (odd sizes padded to even by repeating the edge), written
+    atomically (files.py)."""
     f = to_u8(frames)
     pad_h, pad_w = f.shape[1] % 2, f.shape[2] % 2
     if pad_h or pad_w:
         f = np.pad(f, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    iio2.mimwrite(path, list(f), fps=fps, macro_block_size=1)
+    with files.atomic_path(path) as tmp:  # the temporary name keeps the .mp4 extension imageio reads
+        iio2.mimwrite(tmp, list(f), fps=fps, macro_block_size=1)

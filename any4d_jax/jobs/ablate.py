@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import time
 
@@ -15,7 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from any4d_jax import data
+from any4d_jax import data, files
 from any4d_jax.data.frames import Frames
 from any4d_jax.evaluation.render import render_variants
 from any4d_jax.evaluation.scores import score_frames
@@ -82,13 +81,13 @@ def write_outputs(rows: list[dict], workdir: str, header: str = "") -> dict:
     generator setting) in workdir; returns their paths."""
     os.makedirs(workdir, exist_ok=True)
     paths = {k: os.path.join(workdir, f"ablation.{k}") for k in ("md", "csv", "png")}
-    with open(paths["md"], "w") as f:
-        f.write((header + "\n\n" if header else "") + markdown_table(rows) + "\n")
-    with open(paths["csv"], "w", newline="") as f:
+    files.write_text(paths["md"], (header + "\n\n" if header else "") + markdown_table(rows) + "\n")
+    with files.atomic_write(paths["csv"], "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    plot(rows, paths["png"])
+    with files.atomic_path(paths["png"]) as tmp:
+        plot(rows, tmp)
     return paths
 
 
@@ -124,8 +123,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) 
         )
     vs = ablation.variants(config)
     cfg = ablation.allocation_config(config, vs)
-    workdir_lib.check_workdir(cfg, workdir)
+    workdir_lib.prepare(cfg, workdir)  # every workdir check before anything is built
     ds = data.load(cfg)
+    workdir_lib.check_workdir(cfg, workdir, write=True)
     t0 = time.perf_counter()
     state, setup, result = ablation.train_variants(cfg, ds.train, vs, workdir, progress)
     jax.block_until_ready(state.params)
@@ -139,14 +139,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) 
         f"{seconds:.0f} s training ({jax.default_backend()}), seeds {sorted({v.seed for v in vs})}."
     )
     paths = write_outputs(rows, workdir, header)
-    with open(os.path.join(workdir, "ablation.json"), "w") as f:
-        json.dump(
-            {
-                "variants": [dict(dataclasses.asdict(v), **s) for v, s in zip(vs, scores, strict=True)],
-                "rows": rows,
-                "train_seconds": seconds,
-            },
-            f,
-            indent=2,
-        )
+    files.write_json(
+        os.path.join(workdir, "ablation.json"),
+        {
+            "variants": [dict(dataclasses.asdict(v), **s) for v, s in zip(vs, scores, strict=True)],
+            "rows": rows,
+            "train_seconds": seconds,
+        },
+    )
     return {"rows": rows, "paths": paths, "train_seconds": seconds, "header": header}

@@ -1,14 +1,18 @@
 """What every `experiments` command does with a failure: bad input is one line on stderr and exit status 2.
 
     from any4d_jax.jobs import cli            # defines --debug
+    cli.define_config("configs/synthetic.py") # --config, with unknown keys refused in one line
     if __name__ == "__main__":
         cli.run(main)                         # absl's app.run, with the error handling below
+
+Flag errors (a value of the wrong type, a missing config file, an unknown `--config.` key) are bad input too:
+one line, status 2.
 
 An `InputError` (errors.py: a malformed or missing file, folder or config value; `A4DFormatError`,
 `SceneError` and the other format errors derive from it) prints `error: <its one line>` and exits with 2;
 an `Interrupted` run (SIGINT/SIGTERM, after its checkpoint is written) prints its line and exits with
-128 + the signal number, as a shell reports a signal. `--debug` shows the traceback instead. Anything else is
-a bug and keeps its traceback.
+128 + the signal number, as a shell reports a signal. A diverged run (FloatingPointError) prints its line and
+exits with 1. `--debug` shows the traceback instead. Anything else is a bug and keeps its traceback.
 
 Light on purpose (absl and errors.py only): the commands import it before JAX initialises.
 """
@@ -19,6 +23,7 @@ import sys
 from collections.abc import Callable
 
 from absl import app, flags
+from ml_collections import config_flags
 
 from any4d_jax.errors import InputError, Interrupted
 
@@ -43,6 +48,11 @@ def guarded(main: Callable) -> Callable:
                 raise
             print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
             sys.exit(EXIT_BAD_INPUT)
+        except FloatingPointError as e:  # a diverged run (train/loop.py): its line names the checkpoint kept
+            if flags.FLAGS.debug:
+                raise
+            print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
+            sys.exit(1)
         except Interrupted as e:
             print(one_line(e), file=sys.stderr, flush=True)
             sys.exit(128 + e.signum)
@@ -50,5 +60,32 @@ def guarded(main: Callable) -> Callable:
     return wrapped
 
 
+def _fail(message: str) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def define_config(default: str, name: str = "config"):
+    """--config (a locked ml_collections config file). config_flags applies `--config.key=value` overrides
+    while the flag is defined (at import): an unknown key is answered here, in one line."""
+    try:
+        return config_flags.DEFINE_config_file(name, default, "Experiment config file.", lock_config=True)
+    except (AttributeError, KeyError) as e:
+        field = str(e).strip("\"' ")
+        given = [a.split("=")[0] for a in sys.argv[1:] if a.startswith(f"--{name}.")]
+        which = next(
+            (a for a in given if a.split(".")[-1] == field or f".{field}." in a), f"--{name}.*{field}"
+        )
+        _fail(f"{which}: no such config key (the config file lists every key with a comment)")
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e))
+
+
 def run(main: Callable) -> None:
-    app.run(guarded(main))
+    """absl's app.run(main) with bad flags and bad input answered in one line (module docstring)."""
+    app.run(guarded(main), flags_parser=_parse_flags)

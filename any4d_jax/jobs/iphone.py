@@ -18,7 +18,7 @@ from any4d_jax.train import loop
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Load the scene, train, evaluate under the protocol; returns the summary and the output paths."""
-    workdir_lib.check_workdir(config, workdir, write=False)  # refuse another run's folder first
+    workdir_lib.prepare(config, workdir)  # every workdir check before anything is built
     ds = data.load(config)
     scene, protocol = ds.source
     weights, status = dycheck.load_lpips(config)

@@ -14,13 +14,12 @@ over known pixels (valid_psnr).
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
 import numpy as np
 
-from any4d_jax import generate
+from any4d_jax import files, generate
 from any4d_jax.data.frames import Frames
 from any4d_jax.evaluation.render import render_frames
 from any4d_jax.evaluation.scores import mean_scores, per_frame_rows, score_frames
@@ -55,13 +54,13 @@ def save_generated(g: Generated, workdir: str, fps: int) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The whole prompt -> 4D job (what `experiments.run` calls for data.source = "prompt")."""
-    workdir_lib.check_workdir(config, workdir, write=False)  # refuse another run's folder first
+    workdir_lib.prepare(config, workdir)  # every workdir check before anything is built
     g = generate.load(config)
-    save_generated(g, workdir, config.eval.fps)
     if g.frames.depth is None:
         raise ValueError(
             f"generator {g.generator.name!r} gave no depth: reconstruction initialises from depth"
         )
+    save_generated(g, workdir, config.eval.fps)
     state, setup = loop.train(config, g.frames.replace(mask=None), workdir)
     if (early := loop.stopped_early(config, state)) is not None:
         return early
@@ -101,8 +100,7 @@ def evaluate_generated(config, g: Generated, state, spec: ModelSpec, workdir: st
         },
         "num_gaussians": int(np.sum(np.asarray(state.active))),
     }
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    files.write_json(os.path.join(workdir, "metrics.json"), result)
     if config.eval.write_ply:
         ply.write_sequence(os.path.join(workdir, "ply"), state.params, state.active, spec.motion, len(times))
     return summary

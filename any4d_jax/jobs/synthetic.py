@@ -17,7 +17,7 @@ from any4d_jax.train import loop
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train on the scene's training frames, score its held-out views; returns the summary and paths."""
-    workdir_lib.check_workdir(config, workdir, write=False)  # refuse another run's folder first
+    workdir_lib.prepare(config, workdir)  # every workdir check before anything is built
     ds = data.load(config)
     state, setup = loop.train(config, ds.train, workdir)
     if (early := loop.stopped_early(config, state)) is not None:

@@ -118,7 +118,7 @@ def make_functions(setup: state_lib.Setup, optimizer, vmapped: bool = True, jit=
 
     step(state, data) -> (state, metrics): data (every training frame) is shared, states are per variant.
     """
-    step = step_lib.make_train_step(setup, optimizer)
+    step = step_lib.keep_finite(step_lib.make_train_step(setup, optimizer))
     dens = functools.partial(step_lib.densify_round, setup=setup)
     if vmapped:
         step = jax.vmap(step, in_axes=(0, None))

@@ -12,9 +12,12 @@ variants, or sharded over a mesh) from `train` below or from the ablation job.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -27,6 +30,7 @@ import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import Interrupted
 from any4d_jax.io import workdir as workdir_lib
 from any4d_jax.train import parallel
 from any4d_jax.train import state as state_lib
@@ -70,7 +74,8 @@ class Schedule:
         return self.densify_from <= n <= self.densify_until and n % self.densify_every == 0
 
     def checkpoint_due(self, n: int) -> bool:
-        return n % self.checkpoint_every == 0 or n == self.num_steps
+        """On the grid, at the end, and where stop_after ends the run (so the reported step is saved)."""
+        return n % self.checkpoint_every == 0 or n == self.num_steps or n == self.stop
 
 
 class LoopFns(NamedTuple):
@@ -82,7 +87,8 @@ class LoopFns(NamedTuple):
 
 class LoopResult(NamedTuple):
     last: dict  # the metrics of the last log step, as numpy (per variant for vmapped steps)
-    first_bad: np.ndarray  # () or (V,) first step with a non-finite loss, -1 where none
+    first_bad: np.ndarray  # () or (V,) first check (log step) that found a variant diverged, -1 where none
+    no_room: np.ndarray  # () or (V,) density-control requests that found no free slot (capacity full)
 
 
 def _host(m: dict) -> dict:
@@ -92,20 +98,55 @@ def _host(m: dict) -> dict:
 def _json_value(x: np.ndarray):
     x = np.asarray(x)
     if x.ndim == 0:
+        if x.dtype == bool:
+            return bool(x)
         return int(x) if np.issubdtype(x.dtype, np.integer) else float(x)
     return x.tolist()
 
 
-def _guard(loss: np.ndarray, n: int, mgr: ocp.CheckpointManager | None, where: str) -> None:
-    """Stop on a non-finite loss before anything is saved, naming the checkpoint that is kept."""
-    if np.all(np.isfinite(loss)):
-        return
-    kept = "no checkpoint is kept"
-    if mgr is not None:
+class _Signals:
+    """SIGINT/SIGTERM set a flag the loop reads after each step (it then checkpoints and stops); a second
+    signal interrupts at once. Installed only in the main thread (signal handlers cannot be set elsewhere)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # the second one: stop now, as without the handler
+            raise KeyboardInterrupt
+        self.received = signum
+        tqdm.write(f"{signal.Signals(signum).name} received: finishing this step and writing a checkpoint")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _diverged(n: int, what: str, mgr: ocp.CheckpointManager | None) -> FloatingPointError:
+    """The one-line error of a diverged run, naming the step and the last finite checkpoint."""
+    if mgr is None:
+        kept = "no checkpoint is kept (no workdir)"
+    else:
         mgr.wait_until_finished()
-        kept = f"the last good checkpoint is kept in {where} (step {mgr.latest_step()})"
-    raise FloatingPointError(
-        f"non-finite loss {loss} at step {n}; stopped. {kept}; lower the learning rates or check the data"
+        last = mgr.latest_step()
+        kept = (
+            f"the last finite checkpoint is step {last} in {mgr.directory}, which a rerun resumes from"
+            if last is not None
+            else f"no checkpoint was written yet in {mgr.directory}"
+        )
+    return FloatingPointError(
+        f"training diverged: non-finite {what} at step {n}; stopped before saving it. {kept}; "
+        f"lower the learning rates (in a new --workdir) or check the data"
     )
 
 
@@ -121,17 +162,28 @@ def run_loop(
     strict: bool = True,
     progress: bool = True,
     desc: str = "train",
+    signals: bool = True,
 ) -> tuple[object, LoopResult]:
     """Steps state.step .. schedule.stop: log, guard, densify and checkpoint on the schedule.
 
     state: a TrainState, or a stack of them (leading variant axis V) when `fns` are vmapped; every variant is
-    at the same step. strict: a non-finite loss raises FloatingPointError (before the next checkpoint);
-    otherwise it is recorded per variant in `first_bad` and the others go on (ablation variants are
-    independent). Returns (state, LoopResult).
+    at the same step.
+
+    Finite state only: at every log and checkpoint step every float of the state (parameters, optimizer
+    moments, statistics) and the loss are checked. strict: a non-finite one raises FloatingPointError naming
+    the step and the last (finite) checkpoint, and nothing is saved. Not strict (ablation variants, whose
+    step undoes a non-finite update per variant, `step.keep_finite`): the first check that finds a variant
+    diverged is recorded in `first_bad` and the others go on.
+
+    signals: SIGINT/SIGTERM finish the current step, write a checkpoint of it and raise `Interrupted` (rerun
+    to resume). Density-control overflow (`no_room`) is counted, shown on the bar and logged.
+    Returns (state, LoopResult).
     """
     steps = np.asarray(state.step)
     start = int(np.max(steps))
     first_bad = np.full(steps.shape, -1)
+    no_room = np.zeros(steps.shape, np.int64)
+    finite = jax.jit(jax.vmap(step_lib.all_finite) if steps.ndim else step_lib.all_finite)
     last: dict = {}
     where = "" if checkpoints is None else str(checkpoints.directory)
     bar = tqdm(
@@ -144,37 +196,83 @@ def run_loop(
         dynamic_ncols=True,
     )
     t_log, n_log = time.perf_counter(), start
-    for s in bar:
-        state, m = fns.step(state, data)
-        n = s + 1
-        if schedule.log_due(n):
-            last = _host(m)
-            now = time.perf_counter()
-            last["step_time_s"] = np.float64((now - t_log) / max(1, n - n_log))  # includes compile at start
-            last["gaussians"] = np.asarray(jnp.sum(state.active, axis=-1))
-            t_log, n_log = now, n
-            first_bad = np.where((first_bad < 0) & ~np.isfinite(last["loss"]), n, first_bad)
-            if strict:
-                _guard(last["loss"], n, checkpoints, where)
-            if writer is not None:
-                writer.write(n, {k: _json_value(v) for k, v in last.items()})
-            bar.set_postfix(
-                loss=f"{np.nanmean(last['loss']):.4f}",
-                psnr=f"{np.nanmean(last['psnr']):.2f}",
-                n=str(int(np.mean(last["gaussians"]))),
-                dropped=int(np.sum(last["dropped_pairs"])),
-                refresh=False,
-            )
-        if schedule.densify_due(n):
-            state = fns.densify(state, extent)
-        if checkpoints is not None and schedule.checkpoint_due(n):
-            if strict:
-                _guard(np.asarray(m["loss"]), n, checkpoints, where)
-            checkpoints.save(n, args=ocp.args.StandardSave(state))
+    bad_seen = None  # device-side: variants whose update was undone since the start (not strict)
+    saved = -1
+
+    def check(n: int, loss) -> None:
+        nonlocal first_bad
+        ok = np.asarray(finite(state)) & np.isfinite(np.asarray(loss))
+        if bad_seen is not None:
+            ok = ok & ~np.asarray(bad_seen)
+        if strict and not np.all(ok):
+            bar.close()
+            what = "loss" if np.all(np.asarray(finite(state))) else "parameters or optimizer state"
+            raise _diverged(n, what, checkpoints)
+        first_bad = np.where((first_bad < 0) & ~ok, n, first_bad)
+
+    def save(n: int) -> None:
+        nonlocal saved
+        if checkpoints is not None and saved != n:
+            checkpoints.save(n, args=ocp.args.StandardSave(state), force=True)
+            saved = n
+
+    with _Signals() if signals else contextlib.nullcontext() as sig:
+        for s in bar:
+            state, m = fns.step(state, data)
+            n = s + 1
+            if "finite" in m:
+                bad_seen = ~m["finite"] if bad_seen is None else bad_seen | ~m["finite"]
+            log, ckpt = schedule.log_due(n), checkpoints is not None and schedule.checkpoint_due(n)
+            stop = sig is not None and sig.received is not None
+            if log or ckpt or stop:
+                check(n, m["loss"])
+            if log:
+                last = _host(m)
+                now = time.perf_counter()
+                last["step_time_s"] = np.float64((now - t_log) / max(1, n - n_log))  # includes compile
+                last["gaussians"] = np.asarray(jnp.sum(state.active, axis=-1))
+                last["no_room"] = no_room.copy()
+                t_log, n_log = now, n
+                if writer is not None:
+                    writer.write(n, {k: _json_value(v) for k, v in last.items()})
+                post = dict(
+                    loss=f"{np.nanmean(last['loss']):.4f}",
+                    psnr=f"{np.nanmean(last['psnr']):.2f}",
+                    n=str(int(np.mean(last["gaussians"]))),
+                    dropped=int(np.sum(last["dropped_pairs"])),
+                )
+                if np.any(no_room):
+                    post["no_room"] = int(np.sum(no_room))
+                if np.any(first_bad >= 0):
+                    post["diverged"] = int(np.sum(first_bad >= 0))
+                bar.set_postfix(**post, refresh=False)
+            if schedule.densify_due(n):
+                state, full = fns.densify(state, extent)
+                full = np.asarray(full)
+                if np.any(full) and not np.any(no_room):
+                    tqdm.write(
+                        f"warning: density control found no free slot for {int(np.sum(full))} Gaussians at "
+                        f"step {n}: the capacity ({state.active.shape[-1]}) is full; raise model.capacity"
+                    )
+                no_room = no_room + full
+            if ckpt:
+                save(n)
+            if stop:
+                save(n)
+                if checkpoints is not None:
+                    checkpoints.wait_until_finished()
+                bar.close()
+                name = signal.Signals(sig.received).name
+                kept = (
+                    f"checkpoint {n} written to {where}; rerun the same command to resume"
+                    if checkpoints is not None
+                    else "nothing saved (no workdir)"
+                )
+                raise Interrupted(f"stopped by {name} at step {n}: {kept}", sig.received)
     bar.close()
     if checkpoints is not None:
         checkpoints.wait_until_finished()
-    return state, LoopResult(last, first_bad)
+    return state, LoopResult(last, first_bad, no_room)
 
 
 def single_device_fns(setup: state_lib.Setup, optimizer, batch_size: int = 1, jit=jax.jit) -> LoopFns:

@@ -4,7 +4,7 @@
     make_step(setup, optimizer)                    the step on a given batch (F frames, leading axis)
     sample_batch(state, data, setup, F)            the time curriculum: F frames drawn from a growing window
     make_train_step(setup, optimizer, F)           sample_batch then step: what the loop jits
-    densify_round(state, extent, setup)            one density-control round on a state (outside the step)
+    densify_round(state, extent, setup)            one density-control round: (state, no_room)
 
 One device is the F = 1 case (one frame, rendered without a batch axis); the data-parallel step is the same
 step with the batch sharded over a mesh (train/parallel.py); the ablation is `jax.vmap` of it over stacked
@@ -144,10 +144,37 @@ def make_train_step(setup: Setup, optimizer, batch_size: int = 1, batch_sharding
     return train_step
 
 
-def densify_round(state: TrainState, extent, setup: Setup) -> TrainState:
+def all_finite(tree) -> jnp.ndarray:
+    """() bool: every float in `tree` is finite (one reduction per leaf; vmap it for stacked states)."""
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree_util.tree_leaves(tree)
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def keep_finite(step):
+    """`step` whose update is undone when it would leave any float of the state non-finite (the step
+    counter still advances); metrics["finite"] () bool says whether it was kept. For the ablation, whose
+    variants are independent: one diverging variant must not poison a checkpoint of all of them."""
+
+    def guarded(state: TrainState, data):
+        new, m = step(state, data)
+        ok = all_finite(new)
+        kept = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
+        return kept.replace(step=new.step), {**m, "finite": ok}
+
+    return guarded
+
+
+def densify_round(state: TrainState, extent, setup: Setup) -> tuple[TrainState, jnp.ndarray]:
     """One density-control round after step n = state.step: clone/split/prune, reset the screen-space
-    statistics, refresh the rigidity neighbours. Pure (jit it; vmap it over ablation variants)."""
-    params, active, opt_state, _ = densify_lib.densify(
+    statistics, refresh the rigidity neighbours. Pure (jit it; vmap it over ablation variants).
+
+    Returns (state, no_room): no_room () int32 counts the clone/split requests that found no free slot
+    (the capacity is full); the loop reports it, nothing is dropped silently."""
+    params, active, opt_state, counts = densify_lib.densify(
         state.params,
         state.active,
         state.opt_state,
@@ -156,10 +183,11 @@ def densify_round(state: TrainState, extent, setup: Setup) -> TrainState:
         jax.random.fold_in(state.rng, state.step),
         cfg=setup.densify,
     )
-    return state.replace(
+    state = state.replace(
         params=params,
         active=active,
         opt_state=opt_state,
         densify=densify_lib.DensifyState.zeros(active.shape[0]),
         neighbours=init_lib.rigidity_neighbours(params, active, setup.rigidity_k),
     )
+    return state, counts["no_room"].astype(jnp.int32)

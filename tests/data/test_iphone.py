@@ -6,6 +6,7 @@ covisible masks, scene.json normalisation, a skewed camera and a distorted camer
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from conftest import _FAST_COMPILE
 
 from any4d_jax.data import iphone
+from any4d_jax.errors import InputError
 from any4d_jax.evaluation import dycheck
 from any4d_jax.evaluation import lpips as lpips_lib
 from any4d_jax.evaluation.scores import quantize
@@ -145,7 +147,37 @@ def _edit_json(path, fn):
         json.dump(d, f)
 
 
+def _set(*keys_and_value):
+    """A function setting d[k1][k2]... = value (for _edit_json)."""
+    *keys, value = keys_and_value
+
+    def fn(d):
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+
+    return fn
+
+
+def _write(path, data):
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+
+def png_header_only(width, height):
+    """A 45-byte PNG: signature, an IHDR chunk declaring width x height RGB, IEND; no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
 def _break(root, case):
+    """Break the copied fixture scene at `root` as `case` says; returns the regex its SceneError matches."""
     j = lambda *p: os.path.join(root, *p)  # noqa: E731
     if case == "no_scene_json":
         os.remove(j("scene.json"))
@@ -155,7 +187,13 @@ def _break(root, case):
         return r"0_00002\.json: camera is missing field\(s\) focal_length"
     if case == "camera_nan":
         _edit_json(j("camera", "1_00003.json"), lambda d: d.__setitem__("position", [float("nan"), 0, 0]))
-        return r"1_00003\.json: field 'position' has a non-finite value"
+        return r"1_00003\.json: NaN is not valid JSON"
+    if case == "camera_overflow":  # 1e999 is valid JSON and parses to inf
+        text = open(j("camera", "1_00003.json")).read()
+        _write(
+            j("camera", "1_00003.json"), re.sub(r'"position": \[[^\]]*\]', '"position": [1e999, 0, 0]', text)
+        )
+        return r"1_00003\.json: field 'position' has a non-finite value: \[inf, 0\.0, 0\.0\]$"
     if case == "rgb_wrong_size":
         iio2.imwrite(j("rgb", "2x", "0_00004.png"), np.zeros((36, 47, 3), np.uint8))
         return r"0_00004\.png: image is 47x36 .* gives 48x36"
@@ -172,22 +210,148 @@ def _break(root, case):
     if case == "no_covisible":
         shutil.rmtree(j("covisible"))
         return "no covisible masks"
+    # Wrong types and shapes in the JSON files (each used to escape as a raw TypeError / ValueError, or pass).
+    if case == "split_frame_names_null":
+        _edit_json(j("splits", "train.json"), _set("frame_names", None))
+        return r"train\.json: 'frame_names' must be a list of frame names, got null$"
+    if case == "split_frame_names_string":
+        _edit_json(j("splits", "val.json"), _set("frame_names", "1_00001"))
+        return r"val\.json: 'frame_names' must be a list of frame names, got \"1_00001\"$"
+    if case == "split_frame_name_number":
+        _edit_json(j("splits", "train.json"), _set("frame_names", 2, 2))
+        return r"train\.json: frame_names\[2\] must be a string, got 2$"
+    if case == "split_frame_name_path":
+        _edit_json(j("metadata.json"), lambda d: d.__setitem__("x/0_00000", d["0_00000"]))
+        _edit_json(j("splits", "train.json"), _set("frame_names", 0, "x/0_00000"))
+        return r"train\.json: frame_names\[0\] 'x/0_00000' is not a plain file name"
+    if case == "split_time_id_string":
+        _edit_json(j("splits", "val.json"), _set("time_ids", 1, "3"))
+        return r"val\.json: time_ids\[1\] must be a non-negative integer, got \"3\"$"
+    if case == "split_time_id_fraction":
+        _edit_json(j("splits", "val.json"), _set("time_ids", 0, 1.5))
+        return r"val\.json: time_ids\[0\] must be a non-negative integer, got 1\.5$"
+    if case == "split_camera_ids_object":
+        _edit_json(j("splits", "val.json"), _set("camera_ids", {"a": 1}))
+        return r"val\.json: 'camera_ids' must be a list of non-negative integers, got \{\"a\": 1\}$"
+    if case == "split_duplicate_frame":
+        _edit_json(j("splits", "val.json"), _set("frame_names", 1, "1_00001"))
+        _edit_json(j("splits", "val.json"), _set("time_ids", 1, 1))
+        return r"val\.json: frame '1_00001' is listed twice$"
+    if case == "metadata_warp_id_string":
+        _edit_json(j("metadata.json"), _set("0_00002", "warp_id", "abc"))
+        return r"metadata\.json: entry '0_00002': 'warp_id' must be a non-negative integer, got \"abc\"$"
+    if case == "metadata_appearance_id_list":
+        _edit_json(j("metadata.json"), _set("2_00004", "appearance_id", [4]))
+        return r"metadata\.json: entry '2_00004': 'appearance_id' must be a non-negative integer, got \[4\]$"
+    if case == "metadata_camera_id_null":
+        _edit_json(j("metadata.json"), _set("1_00003", "camera_id", None))
+        return r"metadata\.json: entry '1_00003': 'camera_id' must be a non-negative integer, got null$"
+    if case == "dataset_ids_number":
+        _edit_json(j("dataset.json"), _set("ids", 10))
+        return r"dataset\.json: 'ids' must be a list of frame names, got 10$"
+    if case == "dataset_count_string":
+        _edit_json(j("dataset.json"), _set("count", "10"))
+        return r"dataset\.json: 'count' must be a non-negative integer, got \"10\"$"
+    if case == "scene_scale_bool":
+        _edit_json(j("scene.json"), _set("scale", True))
+        return r"scene\.json: field 'scale' is not numeric: true$"
+    if case == "scene_center_null":
+        _edit_json(j("scene.json"), _set("center", None))
+        return r"scene\.json: field 'center' is not numeric: null$"
+    if case == "camera_focal_string":
+        _edit_json(j("camera", "0_00003.json"), _set("focal_length", "88"))
+        return r"0_00003\.json: field 'focal_length' is not numeric: \"88\"$"
+    if case == "camera_image_size_huge":
+        _edit_json(j("camera", "0_00000.json"), _set("image_size", [40000, 30000]))
+        return (
+            r"0_00000\.json: 'image_size' 40000x30000 is more than the 67108864 pixels this loader accepts$"
+        )
+    if case == "extra_not_object":
+        _write(j("extra.json"), "[1, 2]")
+        return r"extra\.json: expected a JSON object, got a list$"
+    # Bad JSON: every file goes through files.read_json (bounded, strict, one line).
+    if case == "json_truncated":
+        _write(j("metadata.json"), '{"0_00000": {"warp_id": 0,')
+        return r"metadata\.json: not valid JSON \(.* at line 1 column \d+\)$"
+    if case == "json_deep":
+        _write(j("splits", "val.json"), "[" * 100_000 + "]" * 100_000)
+        return r"val\.json: JSON nested deeper than 64 levels$"
+    # Images.
+    if case == "rgb_undecodable":
+        _write(j("rgb", "2x", "0_00001.png"), b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+        return r"0_00001\.png: cannot be read as an image \(.*\)$"
+    if case == "rgb_header_bomb":
+        _write(j("rgb", "2x", "0_00001.png"), png_header_only(30000, 30000))
+        return r"0_00001\.png: image is 30000x30000 \(WxH\) but its camera gives 48x36 at this factor$"
+    if case == "covisible_wrong_size":
+        iio2.imwrite(j("covisible", "2x", "val", "2_00002.png"), np.zeros((35, 48), np.uint8))
+        return r"2_00002\.png: image is 48x35 \(WxH\) but its camera gives 48x36 at this factor$"
+    # Depth and points.
+    if case == "depth_complex":
+        np.save(j("depth", "2x", "0_00002.npy"), np.ones((36, 48, 1), np.complex64))
+        return r"0_00002\.npy: depth must be a float array \(float16/32/64\), got dtype complex64$"
+    if case == "depth_integer":
+        np.save(j("depth", "2x", "0_00002.npy"), np.ones((36, 48), np.uint16))
+        return r"0_00002\.npy: depth must be a float array \(float16/32/64\), got dtype uint16$"
+    if case == "depth_npz":
+        with open(j("depth", "2x", "0_00002.npy"), "wb") as f:
+            np.savez(f, depth=np.ones((36, 48), np.float32))
+        return r"0_00002\.npy: cannot be read as a \.npy array \(.*\)$"
+    if case == "depth_all_zero":
+        for name in os.listdir(j("depth", "2x")):
+            np.save(j("depth", "2x", name), np.zeros((36, 48, 1), np.float32))
+        return r"depth/2x: every depth map is 0 \(unknown\) at every pixel"
+    if case == "points_complex":
+        np.save(j("points.npy"), fx.wall_points().astype(np.complex64))
+        return r"points\.npy: expected finite real \(M, 3\) points, got shape \(475, 3\) dtype complex64$"
     raise AssertionError(case)
 
 
 CASES = [
     "no_scene_json",
     "camera_missing_field",
-    "camera_nan",
+    "camera_nan",  # now refused as JSON (NaN token), before as a non-finite field
+    "camera_overflow",
     "rgb_wrong_size",
     "split_unknown_frame",
     "depth_missing",
     "depth_millimetres",
     "no_covisible",
+    "rgb_undecodable",
+    "covisible_wrong_size",
+]
+# Each of these escaped as a raw exception, passed silently, or gave a different message before.
+NEW_CASES = [
+    "split_frame_names_null",
+    "split_frame_names_string",
+    "split_frame_name_number",
+    "split_frame_name_path",
+    "split_time_id_string",
+    "split_time_id_fraction",
+    "split_camera_ids_object",
+    "split_duplicate_frame",
+    "metadata_warp_id_string",
+    "metadata_appearance_id_list",
+    "metadata_camera_id_null",
+    "dataset_ids_number",
+    "dataset_count_string",
+    "scene_scale_bool",
+    "scene_center_null",
+    "camera_focal_string",
+    "camera_image_size_huge",
+    "extra_not_object",
+    "json_truncated",
+    "json_deep",
+    "rgb_header_bomb",
+    "depth_complex",
+    "depth_integer",
+    "depth_npz",
+    "depth_all_zero",
+    "points_complex",
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + NEW_CASES)
 def test_bad_scene_raises_one_clear_line(scene_dir, tmp_path, case):
     root = str(tmp_path / "apple")
     shutil.copytree(scene_dir, root)
@@ -195,6 +359,27 @@ def test_bad_scene_raises_one_clear_line(scene_dir, tmp_path, case):
     with pytest.raises(iphone.SceneError, match=pattern) as e:
         iphone.load_scene(root, factor=2)
     assert "\n" not in str(e.value) and root in str(e.value)
+    assert isinstance(e.value, InputError)  # experiments commands print it as one line and exit with 2
+
+
+def test_image_header_is_checked_before_decoding(scene_dir, tmp_path, monkeypatch):
+    """A PNG whose header declares a huge image is refused from the header: the decoder never runs."""
+    root = str(tmp_path / "apple")
+    shutil.copytree(scene_dir, root)
+    decoded = []
+    real = iphone.iio2.imread
+    monkeypatch.setattr(
+        iphone.iio2, "imread", lambda path, *a, **k: decoded.append(path) or real(path, *a, **k)
+    )
+    bomb_path = os.path.join(root, "covisible", "2x", "val", "1_00003.png")
+    for size in ((9000, 9000), (12000, 9000), (30000, 30000)):  # under, between and over PIL's own limits
+        bomb = png_header_only(*size)
+        assert len(bomb) == 45
+        _write(bomb_path, bomb)
+        decoded.clear()
+        with pytest.raises(iphone.SceneError, match=rf"1_00003\.png: image is {size[0]}x{size[1]} \(WxH\)"):
+            iphone.load_scene(root, factor=2, use_points=False)
+        assert decoded and bomb_path not in decoded  # the frames before it were decoded, the bomb was not
 
 
 def test_missing_folder_and_errors_before_training(tmp_path, scene_dir):
@@ -317,7 +502,7 @@ def test_protocols():
     with pytest.raises(ValueError, match="data.protocol must be one of"):
         iphone.get_protocol("nerfies")
     q = quantize(np.array([-0.1, 0.0, 0.5, 0.50197, 1.2], np.float32))
-    np.testing.assert_allclose(q * 255, [0, 0, 128, 128, 255], atol=1e-4)
+    np.testing.assert_allclose(q * 255, [0, 0, 127, 128, 255], atol=1e-4)  # truncation, as DyCheck
 
 
 # ---------------------------------------------------------------------------------------------------------

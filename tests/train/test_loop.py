@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from any4d_jax import data
+from any4d_jax.errors import InputError
 from any4d_jax.io import workdir as workdir_lib
 from any4d_jax.model import motion
 from any4d_jax.model.gaussians import ModelParams
@@ -37,9 +38,20 @@ def frames():
     return data.load(tiny_config()).train
 
 
-def test_resumed_run_ends_with_the_same_parameters(frames, tmp_path):
+@pytest.fixture(scope="module")
+def full(frames, tmp_path_factory):
+    """The uninterrupted run every interrupted-and-resumed run must reproduce bit for bit."""
+    state, _ = loop.train(tiny_config(), frames, str(tmp_path_factory.mktemp("full")), progress=False)
+    return state
+
+
+def assert_same_state(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resumed_run_ends_with_the_same_parameters(frames, full, tmp_path):
     c = tiny_config()
-    full, _ = loop.train(c, frames, str(tmp_path / "full"))
     c.train.stop_after = 6
     part, _ = loop.train(c, frames, str(tmp_path / "split"))
     assert int(part.step) == 6
@@ -73,6 +85,114 @@ def test_resumed_run_ends_with_the_same_parameters(frames, tmp_path):
     assert rows[-1]["gaussians"] == int(full.active.sum())
     png = tmp_path / "split" / workdir_lib.TRAIN_CURVES
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_stop_after_off_the_checkpoint_grid_saves_the_step_it_reports(frames, full, tmp_path):
+    """stop_after=7 with checkpoints every 6: the run reports 7, so step 7 is saved, and resuming from it
+    ends where the uninterrupted run ends."""
+    c = tiny_config()
+    c.train.stop_after = 7
+    part, _ = loop.train(c, frames, str(tmp_path), progress=False)
+    assert loop.stopped_early(c, part) == {"stopped_at": 7}
+    assert workdir_lib.checkpoint_manager(str(tmp_path), create=False).latest_step() == 7
+    c.train.stop_after = -1
+    resumed, _ = loop.train(c, frames, str(tmp_path), progress=False)
+    assert_same_state(full, resumed)
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(frames, full, tmp_path, capsys):
+    c = tiny_config()
+    c.train.stop_after, c.train.checkpoint_every = 9, 3  # keeps checkpoints 6 and 9
+    loop.train(c, frames, str(tmp_path), progress=False)
+    ckpts = tmp_path / workdir_lib.CHECKPOINTS
+    assert sorted(os.listdir(ckpts)) == ["6", "9"]
+    damaged = [p for p in (ckpts / "9").rglob("*") if p.is_file() and p.stat().st_size > 10]
+    assert damaged
+    for p in damaged:  # truncate every data file of the latest checkpoint
+        with open(p, "r+b") as f:
+            f.truncate(10)
+    c.train.stop_after = -1
+    resumed, _ = loop.train(c, frames, str(tmp_path), progress=False)
+    out = capsys.readouterr()
+    assert "checkpoint 9" in out.out + out.err and "trying the one before" in out.out + out.err
+    assert (tmp_path / workdir_lib.DAMAGED / "9").is_dir()  # kept for inspection, out of the way
+    assert_same_state(full, resumed)  # resumed from 6: steps 7..12 again, the same result
+
+
+def test_non_finite_parameters_are_never_checkpointed_and_a_rerun_resumes(
+    frames, full, tmp_path, monkeypatch
+):
+    """The failure the loss guard cannot see: a finite loss whose update leaves NaN parameters (step 8
+    poisons the means after its update). No checkpoint may hold a NaN; the error names the step and the last
+    finite checkpoint; an unpoisoned rerun resumes from it and ends as the uninterrupted run."""
+    original = step_lib.make_train_step
+
+    def poisoned(setup, optimizer, batch_size=1, batch_sharding=None):
+        step = original(setup, optimizer, batch_size, batch_sharding)
+
+        def f(state, data):
+            new, m = step(state, data)
+            bad = new.params.replace(means=jnp.where(new.step == 8, jnp.nan, new.params.means))
+            return new.replace(params=bad), m  # the loss in m is finite (computed before the update)
+
+        return f
+
+    monkeypatch.setattr(step_lib, "make_train_step", poisoned)
+    c = tiny_config()
+    c.train.checkpoint_every, c.train.log_every = 4, 4  # the NaN appears at 8, a log and checkpoint step
+    with pytest.raises(FloatingPointError, match=r"non-finite parameters.* step 8.*step 4"):
+        loop.train(c, frames, str(tmp_path), progress=False)
+    mgr = workdir_lib.checkpoint_manager(str(tmp_path), create=False)
+    assert mgr.all_steps() == [4]
+    raw = mgr.restore(4, args=ocp.args.StandardRestore())
+    assert workdir_lib.all_finite(raw)
+    monkeypatch.setattr(step_lib, "make_train_step", original)
+    resumed, _ = loop.train(c, frames, str(tmp_path), progress=False)
+    assert_same_state(full, resumed)
+
+
+def test_a_non_finite_checkpoint_from_an_older_version_is_skipped(frames, tmp_path):
+    """Checkpoints written before the finite guard may hold NaN: resuming skips them like damaged ones."""
+    c = tiny_config()
+    c.train.stop_after, c.train.checkpoint_every = 6, 3
+    state, _ = loop.train(c, frames, str(tmp_path), progress=False)
+    mgr = workdir_lib.checkpoint_manager(str(tmp_path))
+    bad = state.replace(step=state.step + 1, params=state.params.replace(means=state.params.means * jnp.nan))
+    mgr.save(7, args=ocp.args.StandardSave(bad), force=True)
+    mgr.wait_until_finished()
+    restored = workdir_lib.restore(workdir_lib.checkpoint_manager(str(tmp_path)), state)
+    assert int(restored.step) == 6 and workdir_lib.all_finite(restored)
+    with pytest.raises(InputError, match=r"no checkpoint at step 99; the steps there are 6$"):
+        workdir_lib.restore(workdir_lib.checkpoint_manager(str(tmp_path)), state, step=99)
+
+
+def test_density_control_overflow_is_counted_logged_and_shown(frames, tmp_path):
+    """A capacity with no free slot: every clone/split request is `no_room`, counted in LoopResult, written to
+    train_metrics.jsonl and warned about (it used to be dropped by every caller)."""
+    c = tiny_config()
+    c.model.init_fraction = 1.0  # initialisation fills every slot
+    c.train.densify_grad_threshold = 1e-12  # every Gaussian asks to be cloned or split
+    c.train.num_steps, c.train.densify_from, c.train.densify_until = 5, 4, 4
+    c.train.log_every, c.train.checkpoint_every = 4, 100
+    setup = state_lib.make_setup(c, frames)
+    extent = state_lib.scene_extent(frames.cameras)
+    opt = state_lib.make_optimizer(c, extent)
+    state = state_lib.init_state(c, setup, frames, opt)
+    state = state.replace(active=jnp.ones_like(state.active))  # every slot in use: no free one
+    writer = workdir_lib.MetricsWriter(str(tmp_path / "m.jsonl"))
+    fns = loop.single_device_fns(setup, opt)
+    _, result = loop.run_loop(
+        state,
+        state_lib.frames_to_data(frames),
+        fns,
+        loop.Schedule.from_config(c.train),
+        extent,
+        writer=writer,
+        progress=False,
+    )
+    assert int(result.no_room) > 0
+    rows = workdir_lib.read_metrics(writer.path)  # step 4 is logged before its density round, 5 after it
+    assert [(r["step"], r["no_room"]) for r in rows] == [(4, 0), (5, int(result.no_room))]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(frames, tmp_path, monkeypatch):

@@ -1,0 +1,152 @@
+"""Config values checked before anything runs: one InputError line naming the key, the value and the rule.
+
+Unknown keys and wrong types are refused by `config_flags` itself (the configs are locked); this adds the
+ranges and choices a type cannot say (a frame count of 0, an SH degree of 7, a negative learning rate), so a
+bad value fails in the first second instead of as an XLA shape error after the data is built. A rule applies
+when its key exists (the configs in configs/ have different sections).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import ml_collections
+
+from any4d_jax.errors import InputError
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int_at_least(lo: int) -> tuple[Callable, str]:
+    return (lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= lo), f"an integer >= {lo}"
+
+
+def _int_in(lo: int, hi: int) -> tuple[Callable, str]:
+    return (
+        lambda x: isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
+    ), f"an integer in [{lo}, {hi}]"
+
+
+def _nonneg() -> tuple[Callable, str]:
+    return (lambda x: _num(x) and x >= 0), "a finite number >= 0"
+
+
+def _positive() -> tuple[Callable, str]:
+    return (lambda x: _num(x) and x > 0), "a finite number > 0"
+
+
+def _unit() -> tuple[Callable, str]:
+    return (lambda x: _num(x) and 0 <= x <= 1), "a number in [0, 1]"
+
+
+def _open_unit() -> tuple[Callable, str]:
+    return (lambda x: _num(x) and 0 < x <= 1), "a number in (0, 1]"
+
+
+def _choice(*options: str) -> tuple[Callable, str]:
+    return (lambda x: x in options), "one of " + ", ".join(options)
+
+
+def _rgb() -> tuple[Callable, str]:
+    return (
+        lambda x: isinstance(x, (tuple, list)) and len(x) == 3 and all(_num(v) and 0 <= v <= 1 for v in x)
+    ), "three numbers in [0, 1]"
+
+
+MAX_PIXELS_SIDE = 16384
+MAX_FRAMES = 10000
+
+RULES: dict[str, tuple[Callable, str]] = {
+    "seed": _int_at_least(0),
+    "data.source": _choice("synthetic", "iphone", "prompt"),
+    "data.num_frames": _int_in(1, MAX_FRAMES),
+    "data.width": _int_in(8, MAX_PIXELS_SIDE),
+    "data.height": _int_in(8, MAX_PIXELS_SIDE),
+    "data.fov_deg": (lambda x: _num(x) and 0 < x < 180, "a number of degrees in (0, 180)"),
+    "data.num_background": _int_at_least(1),
+    "data.num_per_object": _int_at_least(1),
+    "data.max_points": _int_at_least(0),
+    "camera.num_frames": _int_in(1, MAX_FRAMES),
+    "camera.width": _int_in(8, MAX_PIXELS_SIDE),
+    "camera.height": _int_in(8, MAX_PIXELS_SIDE),
+    "camera.fov_deg": (lambda x: _num(x) and 0 < x < 180, "a number of degrees in (0, 180)"),
+    "camera.radius": _positive(),
+    "model.capacity": _int_at_least(1),
+    "model.sh_degree": _int_in(0, 3),
+    "model.init_stride": _int_at_least(1),
+    "model.init_stride_dynamic": _int_at_least(1),
+    "model.init_stride_static": _int_at_least(1),
+    "model.init_fraction": _open_unit(),
+    "model.init_opacity": (lambda x: _num(x) and 0 < x < 1, "a number in (0, 1)"),
+    "motion.preset": _choice("hybrid", "generators_only", "learnable_only", "static"),
+    "motion.num_generator_channels": _int_at_least(0),
+    "motion.num_learnable_bases": _int_at_least(0),
+    "motion.time_basis": _choice("per_frame", "dct"),
+    "motion.num_time_coeffs": _int_at_least(1),
+    "motion.canonical_frame": _int_at_least(-1),
+    "motion.init_weight": _nonneg(),
+    "motion.init_generator_weight": _nonneg(),
+    "train.num_steps": _int_at_least(0),
+    "train.time_ramp_steps": _int_at_least(0),
+    "train.ssim_lambda": _unit(),
+    "train.depth_weight": _nonneg(),
+    "train.foreground_weight": _nonneg(),
+    "train.accel_weight": _nonneg(),
+    "train.rigidity_weight": _nonneg(),
+    "train.rigidity_k": _int_at_least(1),
+    "train.sparsity_weight": _nonneg(),
+    "train.densify_every": _int_at_least(1),
+    "train.densify_grad_threshold": _positive(),
+    "train.prune_opacity": _unit(),
+    "train.log_every": _int_at_least(1),
+    "train.checkpoint_every": _int_at_least(1),
+    "train.keep_checkpoints": _int_at_least(1),
+    "train.stop_after": _int_at_least(-1),
+    "train.lr.motion_decay": _open_unit(),
+    "render.background": _rgb(),
+    "render.tile_capacity": _int_at_least(1),
+    "eval.fps": _int_in(1, 240),
+    "eval.novel_views": _int_at_least(1),
+    "eval.train_stride": _int_at_least(1),
+    "parallel.devices": _int_at_least(1),
+    "parallel.frames_per_device": _int_at_least(1),
+    "ablation.num_seeds": _int_at_least(1),
+    "ablation.step_scale": _open_unit(),
+    "generator.num_inference_steps": _int_at_least(1),
+    "generator.guidance_scale": _nonneg(),
+}
+
+
+def _get(config: ml_collections.ConfigDict, key: str):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Every rule above whose key is in `config`, then the rules across keys; InputError on the first
+    failure, naming the key (as --config.<key>) and the value."""
+    for key, (ok, want) in RULES.items():
+        value = _get(config, key)
+        if value is not _MISSING and not ok(value):
+            raise InputError(f"--config.{key}={value!r}: must be {want}")
+    lr = _get(config, "train.lr")
+    if lr is not _MISSING:
+        for k, v in lr.items():
+            if not (_num(v) and v >= 0):
+                raise InputError(f"--config.train.lr.{k}={v!r}: must be a finite number >= 0")
+    frm, until = _get(config, "train.densify_from"), _get(config, "train.densify_until")
+    if frm is not _MISSING and until is not _MISSING and until >= 0 and frm > until:
+        raise InputError(
+            f"--config.train.densify_from={frm} is after --config.train.densify_until={until} "
+            f"(-1 disables density control)"
+        )

@@ -94,11 +94,11 @@ def score_frames(pred, gt, mask=None, lpips_weights=None) -> dict:
 
 def mean_scores(scores: dict, prefix: str, scored=None) -> dict:
     """{prefix/name: mean over frames} of score_frames' output. scored: optional (F,) bool, the frames the
-    masked_* means are taken over (the others had an empty mask); NaN when it selects none."""
+    masked_* (and valid_*) means are taken over (the others had an empty mask); NaN when it selects none."""
     out = {}
     for k, v in scores.items():
         v = np.asarray(v, np.float64)
-        if scored is not None and k.startswith("masked_"):
+        if scored is not None and k.startswith(("masked_", "valid_")):
             v = v[np.asarray(scored, bool)]
         out[f"{prefix}/{k}"] = float(np.mean(v)) if v.size else float("nan")
     return out

@@ -16,9 +16,11 @@ import numpy as np
 
 from any4d_jax import data, files
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError
 from any4d_jax.evaluation.render import render_variants
-from any4d_jax.evaluation.scores import score_frames
+from any4d_jax.evaluation.scores import empty_mask_frames, score_frames
 from any4d_jax.io import workdir as workdir_lib
+from any4d_jax.jobs import checks
 from any4d_jax.model.gaussians import ModelSpec
 from any4d_jax.train import ablation
 from any4d_jax.train.ablation import Variant
@@ -34,8 +36,10 @@ def score_variants(state, spec: ModelSpec, train: Frames, held_out: Frames) -> l
         ev = score_frames(pred_eval[v], held_out.rgb, held_out.mask)
         tr = score_frames(pred_train[v], train.rgb)
         row = {"eval_psnr": float(np.mean(ev["psnr"])), "eval_ssim": float(np.mean(ev["ssim"]))}
-        if "masked_psnr" in ev:
-            row["eval_psnr_dynamic"] = float(np.mean(ev["masked_psnr"]))
+        if "masked_psnr" in ev:  # over the frames whose foreground mask covers a pixel
+            covered = ~empty_mask_frames(held_out.mask)
+            dyn = ev["masked_psnr"][covered]
+            row["eval_psnr_dynamic"] = float(np.mean(dyn)) if dyn.size else float("nan")
         row["train_psnr"] = float(np.mean(tr["psnr"]))
         row["gaussians"] = int(np.sum(np.asarray(state.active[v])))
         rows.append(row)
@@ -117,8 +121,9 @@ def plot(rows: list[dict], path: str) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) -> dict:
     """The ablation: data, vmapped training of every variant, held-out scores, table + CSV + plot."""
+    checks.check_config(config)
     if config.data.source != "synthetic":
-        raise ValueError(
+        raise InputError(
             f"experiments.ablate needs data.source='synthetic' (held-out views), got {config.data.source!r}"
         )
     vs = ablation.variants(config)

@@ -22,7 +22,7 @@ import numpy as np
 from any4d_jax import files, generate
 from any4d_jax.data.frames import Frames
 from any4d_jax.evaluation.render import render_frames
-from any4d_jax.evaluation.scores import mean_scores, per_frame_rows, score_frames
+from any4d_jax.evaluation.scores import empty_mask_frames, mean_scores, per_frame_rows, score_frames
 from any4d_jax.generate import Generated
 from any4d_jax.geometry import trajectory as tj
 from any4d_jax.io import ply, video
@@ -40,6 +40,11 @@ def _valid_scores(pred, gt, valid=None) -> dict:
     if "masked_psnr" in s:
         s["valid_psnr"] = s.pop("masked_psnr")
     return s
+
+
+def _scored(valid) -> np.ndarray | None:
+    """(F,) bool: the frames whose valid mask covers a pixel (valid_psnr is NaN on the others)."""
+    return None if valid is None else ~empty_mask_frames(valid)
 
 
 def save_generated(g: Generated, workdir: str, fps: int) -> None:
@@ -90,7 +95,10 @@ def evaluate_generated(config, g: Generated, state, spec: ModelSpec, workdir: st
     clip = pred_novel if gt is None else video.side_by_side(pred_novel, gt.rgb)
     video.write_video(os.path.join(workdir, "novel.mp4"), clip, fps)
 
-    summary = {**mean_scores(rec, "recon"), **mean_scores(held, "heldout")}
+    summary = {
+        **mean_scores(rec, "recon", scored=_scored(frames.mask)),
+        **mean_scores(held, "heldout", scored=_scored(gt.mask) if gt is not None else None),
+    }
     result = {
         "summary": summary,
         "generator": g.generator.name,

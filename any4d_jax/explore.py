@@ -8,16 +8,18 @@ a parameter, a time) and differentiate through the whole model: motion basis -> 
 from __future__ import annotations
 
 import importlib.util
-import json
+import math
 import os
+import re
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from any4d_jax import data
+from any4d_jax import data, files
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError, MissingInput
 from any4d_jax.geometry.cameras import Camera
 from any4d_jax.io import workdir as workdir_lib
 from any4d_jax.model.gaussians import ModelParams, ModelSpec, splats_at
@@ -25,25 +27,121 @@ from any4d_jax.render import render
 from any4d_jax.train import losses
 from any4d_jax.train import state as state_lib
 
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _show(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scalar(value, typ: type, key: str):
+    """`value` as a `typ` (bool, int, float or str) for config field `key`, parsed strictly; InputError
+    naming the key otherwise. Strings are parsed for bool and number fields (JSON from a form or a shell)."""
+    bad = f"override {key!r}: "
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise InputError(f"{bad}expected true/false (or yes/no, 1/0), got {_show(value)}")
+    if typ in (int, float):
+        if isinstance(value, str):
+            text = value.strip()
+            if _INT.fullmatch(text):
+                value = int(text)
+            elif _FLOAT.fullmatch(text):
+                value = float(text)
+            else:
+                raise InputError(
+                    f"{bad}expected a{'n integer' if typ is int else ' number'}, got {_show(value)}"
+                )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{bad}expected a{'n integer' if typ is int else ' number'}, got {_show(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{bad}expected a finite number, got {_show(value)}")
+        if typ is float:
+            return float(value)
+        if isinstance(value, float) and not value.is_integer():
+            raise InputError(f"{bad}expected a whole number (an integer field), got {_show(value)}")
+        return int(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise InputError(f"{bad}expected a string, got {_show(value)}")
+        return value
+    return value
+
+
+def _coerce(value, typ: type, old, key: str):
+    """`value` converted for a config field of type `typ` holding `old` (see `load_config`)."""
+    if value is None:
+        if typ is type(None) or old is None:  # a placeholder field (None = automatic) can be reset
+            return None
+        raise InputError(f"override {key!r}: this field cannot be null (it holds {_show(old)})")
+    if typ in (bool, int, float, str):
+        return _scalar(value, typ, key)
+    if typ in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"override {key!r}: expected a list, got {_show(value)}")
+        kinds = {type(x) for x in old} if old else set()
+        if len(kinds) == 1 and next(iter(kinds)) in (bool, int, float, str):
+            item = next(iter(kinds))
+            if item is int and any(isinstance(v, float) for v in value):
+                item = float  # (1, 2) -> [1.5, 2]: the list widens, as config_flags does
+            value = [_scalar(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return typ(value)
+    return value
+
 
 def load_config(path: str, overrides: dict | str | None = None) -> ml_collections.ConfigDict:
-    """get_config() of a config file, then flattened overrides ({"train.num_steps": 10} or its JSON)."""
+    """get_config() of a config file, then flattened overrides ({"train.num_steps": 10} or its JSON).
+
+    Each override is converted to the type of the field it replaces, strictly: a bool field takes a bool or
+    one of true/false, yes/no, 1/0 (any case); an int field an integer, a float with no fraction (2.0) or an
+    integer string; a float field a finite number or a number string; a str field a string; a list/tuple
+    field a list (items converted like the field's items); a placeholder field (None by default) its type or
+    null. Unknown keys and anything else are an InputError naming the key."""
+    if not os.path.isfile(path):
+        raise MissingInput(f"config file {path} not found")
     spec = importlib.util.spec_from_file_location("_any4d_config", path)
-    if spec is None or not os.path.exists(path):
-        raise FileNotFoundError(f"config file {path} not found")
+    if spec is None:
+        raise InputError(f"config file {path}: not a Python file with get_config()")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
     if isinstance(overrides, str):
-        overrides = json.loads(overrides) if overrides.strip() else {}
-    for key, value in (overrides or {}).items():
-        parent, _, leaf = key.rpartition(".")
+        overrides = files.parse_json(overrides, "overrides") if overrides.strip() else {}
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise InputError(
+            f'overrides: expected an object of flattened keys (e.g. {{"train.num_steps": 10}}), got '
+            f"{_show(overrides)}"
+        )
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise InputError(f"override {_show(key)}: expected a dotted field name such as 'train.num_steps'")
+        parts = key.split(".")
         node = config
-        for part in parent.split(".") if parent else []:
-            node = node[part]
-        if leaf not in node:
-            raise KeyError(f"override {key!r}: the config has no such field")
-        node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], (int, float, str, bool)) else value
+        for depth, part in enumerate(parts):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                field = ".".join(parts[: depth + 1])
+                raise InputError(f"override {key!r}: the config has no such field ({field!r})")
+            if depth < len(parts) - 1:
+                node = node[part]
+        leaf = parts[-1]
+        old = node[leaf]
+        if isinstance(old, ml_collections.ConfigDict):
+            raise InputError(f"override {key!r}: this is a group of fields: override its fields one by one")
+        new = _coerce(value, node.get_type(leaf), old, key)
+        try:
+            node[leaf] = new
+        except (TypeError, ValueError) as e:
+            raise InputError(f"override {key!r}: {' '.join(str(e).split())}") from None
     return config
 
 

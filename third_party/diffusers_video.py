@@ -1,7 +1,9 @@
 """Adapter around diffusers video pipelines: inspect a local folder (no torch), load it offline, run it.
 
 `inspect(path)` reads only JSON (model_index.json and the component configs), so every check on the request
-(pipeline class, frame count, resolution) runs before torch or any weight is loaded. `load` calls
+(pipeline class, frame count, resolution) runs before torch or any weight is loaded. The JSON is read with
+`files.read_json` (bounded size and nesting) and every key used is type-checked: a malformed folder is an
+`InputError` whose one line names the file and the key. `load` calls
 `from_pretrained(path, local_files_only=True)`: nothing is ever downloaded. `run` returns the video as a torch
 tensor (F, 3, H, W) in [0, 1].
 
@@ -14,11 +16,13 @@ Supported pipeline classes (model_index.json `_class_name`):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
 import numpy as np
+
+from any4d_jax import files
+from any4d_jax.errors import InputError, MissingInput
 
 # class name -> (kind, family); kind: "text" | "image" | "control".
 SUPPORTED = {
@@ -31,6 +35,20 @@ SUPPORTED = {
     "StableVideoDiffusionPipeline": ("image", "svd"),
 }
 MAX_SIDE = 4096  # sanity limit on the generated width / height in pixels
+MAX_CONFIG_BYTES = 4 * 2**20  # model_index.json and component config.json files are a few kilobytes
+# Components a pipeline's model_index.json lists as [library, class]; any other non-list key is a setting.
+COMPONENTS = (
+    "vae",
+    "transformer",
+    "transformer_2",
+    "unet",
+    "text_encoder",
+    "tokenizer",
+    "scheduler",
+    "image_encoder",
+    "image_processor",
+    "feature_extractor",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +91,7 @@ class PipelineSpec:
         return [below, below + step] if below != near else [near]
 
     def check(self, num_frames: int, height: int, width: int) -> None:
-        """Raise ValueError (one line, with the fix) if the request cannot be produced as asked.
+        """Raise InputError (one line, with the fix) if the request cannot be produced as asked.
 
         diffusers would otherwise round the frame count or the size silently, and the video would no longer
         match the cameras.
@@ -88,25 +106,25 @@ class PipelineSpec:
             if self.min_frames > 1:
                 rule += f" (at least {self.min_frames})"
             good = " or ".join(str(c) for c in self.valid_frame_counts(num_frames))
-            raise ValueError(
+            raise InputError(
                 f"{name} makes {rule} frames; camera.num_frames={num_frames} is not one: use "
                 f"--config.camera.num_frames={good}"
             )
         m = self.spatial_multiple
         if height % m or width % m:
             fix_w, fix_h = max(m, round(width / m) * m), max(m, round(height / m) * m)
-            raise ValueError(
+            raise InputError(
                 f"{name} needs width and height that are multiples of {m}; got {width} x {height}: use "
                 f"--config.camera.width={fix_w} --config.camera.height={fix_h}"
             )
         if self.fixed_size is not None and (height, width) != self.fixed_size:
             fh, fw = self.fixed_size
-            raise ValueError(
+            raise InputError(
                 f"{name} only generates {fw} x {fh} (learned positional embeddings); got {width} x {height}: "
                 f"use --config.camera.width={fw} --config.camera.height={fh}"
             )
         if max(height, width) > MAX_SIDE:
-            raise ValueError(f"{name}: {width} x {height} exceeds the {MAX_SIDE}-pixel limit of this adapter")
+            raise InputError(f"{name}: {width} x {height} exceeds the {MAX_SIDE}-pixel limit of this adapter")
         if self.max_tokens_per_axis is not None:
             axes = {
                 "latent frames": self.latent_frames(num_frames),
@@ -116,91 +134,190 @@ class PipelineSpec:
             over = {k: v for k, v in axes.items() if v > self.max_tokens_per_axis}
             if over:
                 listing = ", ".join(f"{v} {k}" for k, v in over.items())
-                raise ValueError(
+                raise InputError(
                     f"{name} handles at most {self.max_tokens_per_axis} positions per axis "
                     f"(rope_max_seq_len); {num_frames} frames at {width} x {height} need {listing}: lower "
                     "the size or the frame count"
                 )
 
 
-def _read_json(path: str, what: str) -> dict:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"{what}: missing {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what}: {path} is not valid JSON ({e})") from None
+def _show(value: Any, limit: int = 60) -> str:
+    """repr(value), shortened: error messages stay one short line whatever the file holds."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+_REQUIRED = object()
+
+
+def _read_json(path: str, where: str) -> dict:
+    """The JSON object in `path`; InputError (one line naming the file) when missing or malformed."""
+    if not os.path.isfile(path):
+        raise MissingInput(f"{where}: missing {path}")
+    data = files.read_json(path, max_bytes=MAX_CONFIG_BYTES, what="config file")
     if not isinstance(data, dict):
-        raise ValueError(f"{what}: {path} must hold a JSON object")
+        raise InputError(f"{path}: expected a JSON object, got {_kind(data)}")
     return data
 
 
+def _int(cfg: dict, key: str, path: str, default: Any = _REQUIRED, minimum: int = 1) -> int:
+    """cfg[key] as an integer >= minimum; absent or null gives `default` (an error if required)."""
+    value = cfg.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise InputError(f"{path}: missing key '{key}' (an integer >= {minimum})")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{path}: '{key}' must be an integer >= {minimum}, got {_show(value)}")
+    return value
+
+
+def _int_list(cfg: dict, key: str, path: str, default: list[int], length: int | None = None) -> list[int]:
+    """cfg[key] as a list of positive integers (of `length` items if given, else 1 to 8)."""
+    value = cfg.get(key)
+    if value is None:
+        return list(default)
+    ok = isinstance(value, list) and (len(value) == length if length else 1 <= len(value) <= 8)
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    if not ok:
+        count = f"{length}" if length else "1 to 8"
+        raise InputError(f"{path}: '{key}' must be a list of {count} positive integers, got {_show(value)}")
+    return value
+
+
+def _bool(cfg: dict, key: str, path: str, default: bool) -> bool:
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(f"{path}: '{key}' must be true or false, got {_show(value)}")
+    return value
+
+
+def _bool_list(cfg: dict, key: str, path: str, default: list[bool]) -> list[bool]:
+    value = cfg.get(key)
+    if value is None:
+        return list(default)
+    if not (isinstance(value, list) and 1 <= len(value) <= 8 and all(isinstance(v, bool) for v in value)):
+        raise InputError(f"{path}: '{key}' must be a list of 1 to 8 booleans, got {_show(value)}")
+    return value
+
+
+def _class_name(index: dict, index_path: str) -> str:
+    cls = index.get("_class_name")
+    if cls is None:
+        raise InputError(
+            f"{index_path}: missing key '_class_name' (the pipeline class, e.g. \"WanPipeline\")"
+        )
+    if not isinstance(cls, str):
+        raise InputError(
+            f"{index_path}: '_class_name' must be a string naming the pipeline class, got {_show(cls)}"
+        )
+    if cls not in SUPPORTED:
+        raise InputError(
+            f"{index_path}: pipeline class {_show(cls)} is not supported; supported: "
+            f"{', '.join(sorted(SUPPORTED))}"
+        )
+    return cls
+
+
+def _check_components(index: dict, index_path: str, folder: str) -> None:
+    """Every component entry is [library, class] ([null, null]: a component left out); its folder exists."""
+    for comp, entry in index.items():
+        if comp.startswith("_") or (
+            not isinstance(entry, list) and (comp not in COMPONENTS or entry is None)
+        ):
+            continue  # "_class_name", "_diffusers_version", ...; pipeline settings such as "boundary_ratio"
+        ok = isinstance(entry, list) and len(entry) == 2
+        ok = (
+            ok
+            and all(v is None or isinstance(v, str) for v in entry)
+            and (entry[0] is None) == (entry[1] is None)
+        )
+        if not ok:
+            raise InputError(
+                f"{index_path}: entry '{comp}' must be [library, class] (or [null, null] for a component "
+                f"left out), got {_show(entry)}"
+            )
+        if entry[0] is not None and not os.path.isdir(os.path.join(folder, comp)):
+            raise InputError(
+                f"{index_path} lists component '{comp}' but the folder {comp}/ is missing in {folder}"
+            )
+
+
+def _heads_width(tr: dict, tr_path: str) -> int:
+    return _int(tr, "num_attention_heads", tr_path) * _int(tr, "attention_head_dim", tr_path)
+
+
 def inspect(path: str) -> PipelineSpec:
-    """The PipelineSpec of a local diffusers pipeline folder; reads JSON only (no torch, no weights)."""
+    """The PipelineSpec of a local diffusers pipeline folder; reads JSON only (no torch, no weights).
+
+    InputError (one line naming the file and the key) for a missing folder or file and for malformed JSON."""
     where = f"generator.model {path}"
     if not path:
-        raise ValueError("generator.model is empty: pass a local diffusers pipeline folder")
+        raise InputError("generator.model is empty: pass a local diffusers pipeline folder")
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{where}: no such folder")
+        raise MissingInput(f"{where}: no such folder")
     index_path = os.path.join(path, "model_index.json")
     if not os.path.isfile(index_path):
-        raise ValueError(
+        raise InputError(
             f"{where} is not a diffusers pipeline folder (no model_index.json); save one with "
             "pipeline.save_pretrained(folder)"
         )
     index = _read_json(index_path, where)
-    cls = index.get("_class_name")
-    if cls not in SUPPORTED:
-        raise ValueError(
-            f"{where}: pipeline class {cls!r} is not supported; supported: {', '.join(sorted(SUPPORTED))}"
-        )
+    cls = _class_name(index, index_path)
     kind, family = SUPPORTED[cls]
-    for comp, entry in index.items():
-        if comp.startswith("_") or not isinstance(entry, list) or entry[0] is None:
-            continue
-        if not os.path.isdir(os.path.join(path, comp)):
-            raise ValueError(
-                f"{where}: model_index.json lists component {comp!r} but the folder {comp}/ is missing"
-            )
-    vae = _read_json(os.path.join(path, "vae", "config.json"), where)
+    _check_components(index, index_path, path)
+    vae_path = os.path.join(path, "vae", "config.json")
+    vae = _read_json(vae_path, where)
     if family == "wan":
-        tr = _read_json(os.path.join(path, "transformer", "config.json"), where)
-        down = vae.get("temperal_downsample", [False, True, True])
-        temporal = int(vae.get("scale_factor_temporal") or 2 ** sum(bool(x) for x in down))
-        spatial = int(vae.get("scale_factor_spatial") or 2 ** len(down))
-        patch = tr.get("patch_size", [1, 2, 2])
+        tr_path = os.path.join(path, "transformer", "config.json")
+        tr = _read_json(tr_path, where)
+        down = _bool_list(vae, "temperal_downsample", vae_path, [False, True, True])
+        temporal = _int(vae, "scale_factor_temporal", vae_path, 2 ** sum(down))
+        spatial = _int(vae, "scale_factor_spatial", vae_path, 2 ** len(down))
+        patch = _int_list(tr, "patch_size", tr_path, [1, 2, 2], length=3)
         return PipelineSpec(
             path=path,
             class_name=cls,
             kind=kind,
             family=family,
             temporal_factor=temporal,
-            latent_frame_multiple=int(patch[0]),
-            spatial_multiple=spatial * int(max(patch[1], patch[2])),
-            max_tokens_per_axis=int(tr.get("rope_max_seq_len", 1024)),
+            latent_frame_multiple=patch[0],
+            spatial_multiple=spatial * max(patch[1], patch[2]),
+            max_tokens_per_axis=_int(tr, "rope_max_seq_len", tr_path, 1024),
             fixed_size=None,
-            inner_dim=int(tr["num_attention_heads"]) * int(tr["attention_head_dim"]),
+            inner_dim=_heads_width(tr, tr_path),
             takes_text=True,
         )
     if family == "cogvideox":
-        tr = _read_json(os.path.join(path, "transformer", "config.json"), where)
-        spatial = 2 ** (len(vae.get("block_out_channels", [128, 256, 256, 512])) - 1)
-        p = int(tr.get("patch_size", 2))
+        tr_path = os.path.join(path, "transformer", "config.json")
+        tr = _read_json(tr_path, where)
+        spatial = 2 ** (len(_int_list(vae, "block_out_channels", vae_path, [128, 256, 256, 512])) - 1)
+        p = _int(tr, "patch_size", tr_path, 2)
         fixed = None
-        if tr.get("use_learned_positional_embeddings", False) and kind == "image":
-            fixed = (int(tr["sample_height"]) * spatial, int(tr["sample_width"]) * spatial)
+        if _bool(tr, "use_learned_positional_embeddings", tr_path, False) and kind == "image":
+            fixed = (
+                _int(tr, "sample_height", tr_path) * spatial,
+                _int(tr, "sample_width", tr_path) * spatial,
+            )
         return PipelineSpec(
             path=path,
             class_name=cls,
             kind=kind,
             family=family,
-            temporal_factor=int(vae.get("temporal_compression_ratio", 4)),
-            latent_frame_multiple=int(tr.get("patch_size_t") or 1),
+            temporal_factor=_int(vae, "temporal_compression_ratio", vae_path, 4),
+            latent_frame_multiple=_int(tr, "patch_size_t", tr_path, 1),
             spatial_multiple=spatial * p,
             max_tokens_per_axis=None,
             fixed_size=fixed,
-            inner_dim=int(tr["num_attention_heads"]) * int(tr["attention_head_dim"]),
+            inner_dim=_heads_width(tr, tr_path),
             takes_text=True,
         )
     # Stable Video Diffusion: a spatio-temporal UNet; any frame count >= 2, sizes multiple of the VAE factor.
@@ -212,7 +329,7 @@ def inspect(path: str) -> PipelineSpec:
         family=family,
         temporal_factor=1,
         latent_frame_multiple=1,
-        spatial_multiple=2 ** (len(vae.get("block_out_channels", [128, 256, 512, 512])) - 1),
+        spatial_multiple=2 ** (len(_int_list(vae, "block_out_channels", vae_path, [128, 256, 512, 512])) - 1),
         max_tokens_per_axis=None,
         fixed_size=None,
         inner_dim=None,
@@ -230,13 +347,13 @@ def load(spec: PipelineSpec, dtype: str = "float32", device: str = "cpu") -> Any
     import torch
 
     if dtype not in _DTYPES:
-        raise ValueError(f"generator.dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+        raise InputError(f"generator.dtype must be one of {list(_DTYPES)}, got {dtype!r}")
     cls = getattr(diffusers, spec.class_name)
     try:
         pipe = cls.from_pretrained(spec.path, local_files_only=True, dtype=getattr(torch, dtype))
     except Exception as e:  # diffusers raises many types here (OSError, ValueError, EnvironmentError, ...)
         msg = str(e).splitlines()[0] if str(e) else ""
-        raise ValueError(
+        raise InputError(
             f"generator.model {spec.path}: could not load the {spec.class_name} pipeline "
             f"({type(e).__name__}: {msg})"
         ) from None
@@ -299,13 +416,13 @@ def run(
         kw["max_sequence_length"] = max_sequence_length
     if spec.kind == "image":
         if image is None:
-            raise ValueError(f"{spec.class_name} is image-to-video: it needs an image prompt")
+            raise InputError(f"{spec.class_name} is image-to-video: it needs an image prompt")
         kw["image"] = _pil(image)
         if spec.family == "svd":
             kw.update(max_guidance_scale=guidance_scale, decode_chunk_size=num_frames)
     if spec.kind == "control":
         if control_video is None:
-            raise ValueError(f"{spec.class_name} is video-conditioned: it needs control frames")
+            raise InputError(f"{spec.class_name} is video-conditioned: it needs control frames")
         frames = [_pil(f) for f in control_video]
         if spec.family == "wan":
             kw["video"] = frames

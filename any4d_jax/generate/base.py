@@ -22,6 +22,7 @@ import jax
 import ml_collections
 
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError
 from any4d_jax.geometry import trajectory as tj
 from any4d_jax.geometry.cameras import Camera
 from any4d_jax.geometry.trajectory import Trajectory
@@ -50,7 +51,7 @@ class Generator(Protocol):
     name: str
 
     def check(self, prompt: Prompt, trajectory: Trajectory) -> None:
-        """Validate the prompt and trajectory for this backend before any heavy work; raise ValueError."""
+        """Validate the prompt and trajectory for this backend before any heavy work; raise InputError."""
 
     def generate(self, prompt: Prompt, trajectory: Trajectory, key: jax.Array) -> Frames:
         """The video seen by `trajectory`: Frames with one frame per camera."""
@@ -84,7 +85,7 @@ def make_generator(config: ml_collections.ConfigDict) -> Generator:
     """The backend named by config.generator.name, built from the whole experiment config."""
     name = config.generator.name
     if name not in BACKENDS:
-        raise ValueError(f"generator.name {name!r} is unknown; choose one of {sorted(BACKENDS)}")
+        raise InputError(f"generator.name {name!r} is unknown; choose one of {sorted(BACKENDS)}")
     module, factory = BACKENDS[name].split(":")
     gen = getattr(importlib.import_module(module), factory)(config)
     if not isinstance(gen, Generator):
@@ -141,7 +142,7 @@ def trajectory_from_config(config: ml_collections.ConfigDict) -> tj.Trajectory:
         )
     if name == "static":
         return tj.static(**common, target=target)
-    raise ValueError(
+    raise InputError(
         f"camera.trajectory must be one of {sorted(tj.CONSTRUCTORS)} or a keyframe file ending in .json, "
         f"got {name!r}"
     )

@@ -11,6 +11,8 @@ trajectory enters in one of two ways (`generator.camera_conditioning`):
             inpaints what the geometry cannot show;
   none:     no camera control (explicit opt-in: the video may not follow the cameras reconstruction uses);
   auto:     warp for video-conditioned pipelines, pluecker where adapter weights exist, else an error.
+An adapter folder that is malformed or untrained (all-zero projection weights: it would change nothing) is
+refused before the pipeline loads, whether pluecker was asked for or chosen by auto.
 Frame count and size are checked against the model before anything heavy. The video crosses into JAX by DLPack
 without a copy. Depth for reconstruction comes from the warp lifting of the first frame (the prompt image, or
 the first generated frame for text) rendered along the trajectory; `mask` marks where that depth is known.
@@ -28,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError
 from any4d_jax.generate import dlpack, images, warp
 from any4d_jax.generate.base import Prompt, frame_times
 from any4d_jax.geometry.trajectory import Trajectory
@@ -56,12 +59,12 @@ class DiffusersGenerator:
     def __init__(self, config: ml_collections.ConfigDict):
         g = config.generator
         if not g.model:
-            raise ValueError(
+            raise InputError(
                 "generator 'diffusers' needs a local pipeline folder: "
                 "--config.generator.model=/path/to/pipeline (weights are never downloaded)"
             )
         if g.camera_conditioning not in _CONDITIONINGS:
-            raise ValueError(
+            raise InputError(
                 f"generator.camera_conditioning must be one of {list(_CONDITIONINGS)}, "
                 f"got {g.camera_conditioning!r}"
             )
@@ -84,52 +87,54 @@ class DiffusersGenerator:
             elif self._adapter_cfg is not None:
                 asked = "pluecker"
             else:
-                raise ValueError(
+                raise InputError(
                     f"{where} has no camera control: put trained Pluecker adapter weights in "
                     f"{self.adapter_dir} (third_party/camera_adapter.py), use a video-conditioned pipeline "
                     "(WanVACEPipeline, CogVideoXFunControlPipeline), or pass "
                     "--config.generator.camera_conditioning=none to generate without following the trajectory"
                 )
         if asked == "warp" and spec.kind != "control":
-            raise ValueError(
+            raise InputError(
                 f"{where} is not video-conditioned, so it cannot take warp renders: use camera_conditioning="
                 "pluecker (with adapter weights) or a WanVACEPipeline / CogVideoXFunControlPipeline folder"
             )
         if asked == "pluecker":
             if spec.family != "wan":
-                raise ValueError(f"{where}: the Pluecker camera adapter supports the Wan family only")
+                raise InputError(f"{where}: the Pluecker camera adapter supports the Wan family only")
             if self._adapter_cfg is None:
-                raise ValueError(
+                raise InputError(
                     f"{where}: camera_conditioning=pluecker needs adapter weights in {self.adapter_dir} "
                     "(config.json + adapter.safetensors; set --config.generator.adapter=/path)"
                 )
-            if int(self._adapter_cfg.get("inner_dim", -1)) != spec.inner_dim:
-                raise ValueError(
+            if self._adapter_cfg["inner_dim"] != spec.inner_dim:
+                raise InputError(
                     f"camera adapter {self.adapter_dir} has inner_dim "
-                    f"{self._adapter_cfg.get('inner_dim')} but the transformer of {spec.path} has width "
+                    f"{self._adapter_cfg['inner_dim']} but the transformer of {spec.path} has width "
                     f"{spec.inner_dim}"
                 )
+            from third_party import camera_adapter
+
+            camera_adapter.check_weights(self.adapter_dir, self._adapter_cfg)  # refuses an untrained adapter
         return asked
 
     def check(self, prompt: Prompt, trajectory: Trajectory) -> None:
         spec, where = self.spec, f"generator.model {self.spec.path} ({self.spec.class_name})"
         spec.check(trajectory.num_frames, trajectory.height, trajectory.width)
         if self.conditioning == "pluecker":
-            pool = int(self._adapter_cfg.get("spatial_pool", spec.spatial_multiple))
-            fold = int(self._adapter_cfg.get("temporal_fold", spec.temporal_factor))
+            pool, fold = self._adapter_cfg["spatial_pool"], self._adapter_cfg["temporal_fold"]
             if (pool, fold) != (spec.spatial_multiple, spec.temporal_factor):
-                raise ValueError(
+                raise InputError(
                     f"camera adapter {self.adapter_dir} pools {pool} px / folds {fold} frames but the "
                     f"model's tokens are {spec.spatial_multiple} px / {spec.temporal_factor} frames"
                 )
         if spec.kind == "image" and not prompt.image:
-            raise ValueError(f"{where} is image-to-video: pass --config.prompt.image=photo.png")
+            raise InputError(f"{where} is image-to-video: pass --config.prompt.image=photo.png")
         if self.conditioning == "warp" and not prompt.image:
-            raise ValueError(
+            raise InputError(
                 f"{where}: camera_conditioning=warp renders the image prompt: pass --config.prompt.image"
             )
         if spec.kind == "text" and spec.takes_text and not prompt.text.strip():
-            raise ValueError(f"{where} is text-to-video: pass --config.prompt.text='a description'")
+            raise InputError(f"{where} is text-to-video: pass --config.prompt.text='a description'")
         if prompt.image:
             images.load_image(prompt.image)
         if prompt.depth:

@@ -16,6 +16,7 @@ import numpy as np
 
 from any4d_jax.data import synthetic
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError
 from any4d_jax.generate.base import Prompt, frame_times
 from any4d_jax.geometry.cameras import Camera
 from any4d_jax.geometry.trajectory import Trajectory
@@ -31,7 +32,7 @@ class SyntheticGenerator:
         centre = s.center if s.center is not None else (0.0, 0.0, config.camera.radius)
         self.center = np.asarray(centre, np.float64)
         if self.center.shape != (3,) or not np.all(np.isfinite(self.center)):
-            raise ValueError(f"generator.synthetic.center must be 3 finite numbers, got {s.center!r}")
+            raise InputError(f"generator.synthetic.center must be 3 finite numbers, got {s.center!r}")
         self.num_background = int(s.num_background)
         self.num_per_object = int(s.num_per_object)
         self.seed = int(config.seed)
@@ -40,7 +41,7 @@ class SyntheticGenerator:
 
     def check(self, prompt: Prompt, trajectory: Trajectory) -> None:
         if trajectory.num_frames < 2:
-            raise ValueError("generator 'synthetic' needs at least 2 frames (its scene moves over the clip)")
+            raise InputError("generator 'synthetic' needs at least 2 frames (its scene moves over the clip)")
 
     def _scene(self, num_frames: int, width: int, height: int):
         cfg = synthetic.SyntheticConfig(

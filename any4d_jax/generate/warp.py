@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError
 from any4d_jax.generate import images
 from any4d_jax.generate.base import Prompt, frame_times
 from any4d_jax.geometry.cameras import Camera
@@ -44,15 +45,15 @@ class WarpSettings:
 
     def __post_init__(self):
         if not (np.isfinite(self.depth) and self.depth > 0):
-            raise ValueError(f"generator.warp.depth must be a positive distance, got {self.depth}")
+            raise InputError(f"generator.warp.depth must be a positive distance, got {self.depth}")
         if not -80.0 < self.tilt_deg < 80.0:
-            raise ValueError(f"generator.warp.tilt_deg must lie in (-80, 80), got {self.tilt_deg}")
+            raise InputError(f"generator.warp.tilt_deg must lie in (-80, 80), got {self.tilt_deg}")
         if not 0.0 <= self.bulge < 1.0:
-            raise ValueError(f"generator.warp.bulge must lie in [0, 1), got {self.bulge}")
+            raise InputError(f"generator.warp.bulge must lie in [0, 1), got {self.bulge}")
         if not self.max_depth_ratio > 1.0:
-            raise ValueError(f"generator.warp.max_depth_ratio must be > 1, got {self.max_depth_ratio}")
+            raise InputError(f"generator.warp.max_depth_ratio must be > 1, got {self.max_depth_ratio}")
         if not self.splat_scale > 0:
-            raise ValueError(f"generator.warp.splat_scale must be > 0, got {self.splat_scale}")
+            raise InputError(f"generator.warp.splat_scale must be > 0, got {self.splat_scale}")
 
 
 def settings_from_config(config: ml_collections.ConfigDict) -> WarpSettings:
@@ -145,7 +146,7 @@ def first_frame_depth(prompt: Prompt, traj: Trajectory, s: WarpSettings) -> np.n
         if prompt.image:
             src = images.load_image(prompt.image)
             if src.shape[:2] != d.shape:
-                raise ValueError(
+                raise InputError(
                     f"prompt.depth {prompt.depth} is {d.shape[1]} x {d.shape[0]} but prompt.image "
                     f"{prompt.image} is {src.shape[1]} x {src.shape[0]}: they must match"
                 )
@@ -170,7 +171,7 @@ class WarpGenerator:
 
     def check(self, prompt: Prompt, trajectory: Trajectory) -> None:
         if not prompt.image:
-            raise ValueError(
+            raise InputError(
                 "generator 'warp' needs an image prompt: --config.prompt.image=photo.png (text prompts need "
                 "--config.generator.name=diffusers with --config.generator.model=/path/to/pipeline)"
             )

@@ -22,15 +22,17 @@ Conventions (OpenCV, as everywhere in any4d_jax):
   NeRF/Blender) are converted on load: only the camera axes are flipped, world coordinates are kept as given.
 
 Constructors: `orbit`, `dolly`, `pan`, `spiral`, `static`, `from_keyframes`, `from_json`; `Trajectory.to_json`
-writes every frame as a keyframe, so `from_json(t.to_json())` gives `t` back. Interpolation between keyframes
-is SE(3): slerp of the rotation, linear interpolation of the camera centre and of the intrinsics.
+writes every frame as a keyframe (atomically), so `from_json(t.to_json())` gives `t` back. A keyframe file is
+user input: it is read with bounded size and nesting (`files.read_json`), frame counts and image sizes are
+bounded (MAX_FRAMES, MAX_SIDE), and every defect is an `InputError` whose one line names the file and key.
+Interpolation between keyframes is SE(3): slerp of the rotation, linear interpolation of the camera centre and
+of the intrinsics.
 The constructors run eagerly in float64 numpy and return float32 arrays.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -41,9 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from any4d_jax import files
+from any4d_jax.errors import InputError, MissingInput
 from any4d_jax.geometry.cameras import Camera
 
 JSON_FORMAT = "any4d_jax.trajectory"
+JSON_VERSION = 1  # the only version this reader knows (what to_json writes)
+MAX_FRAMES = 10_000  # frames of a trajectory (a 10-minute clip at 16 fps)
+MAX_SIDE = 16_384  # image width / height in pixels
+MAX_JSON_BYTES = 16 * 2**20  # a keyframe per frame at MAX_FRAMES is about 2 MB
 _TOP_KEYS = {"format", "version", "convention", "width", "height", "num_frames", "fov_deg", "keyframes"}
 _KEY_KEYS = {"time", "position", "look_at", "up", "quaternion", "fov_deg", "intrinsics"}
 _CONVENTIONS = ("opencv", "opengl")
@@ -144,7 +152,7 @@ class Trajectory(Camera):
         ]
         out = {
             "format": JSON_FORMAT,
-            "version": 1,
+            "version": JSON_VERSION,
             "convention": "opencv",
             "width": self.width,
             "height": self.height,
@@ -152,8 +160,7 @@ class Trajectory(Camera):
             "keyframes": keyframes,
         }
         if path is not None:
-            with open(path, "w") as f:
-                json.dump(out, f, indent=1)
+            files.write_json(os.fspath(path), out, indent=1)  # atomic: a crash leaves the old file or none
         return out
 
 
@@ -178,9 +185,19 @@ def _pluecker(viewmat, K, height: int, width: int) -> jnp.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _positive_size(width, height, where: str) -> tuple[int, int]:
-    if int(width) != width or int(height) != height or int(width) <= 0 or int(height) <= 0:
-        raise ValueError(f"{where}: width and height must be positive integers, got {width} x {height}")
+    for v in (width, height):
+        whole = _is_int(v) or (
+            isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer()
+        )
+        if not whole or not 1 <= int(v) <= MAX_SIDE:
+            raise InputError(
+                f"{where}: width and height must be integers in [1, {MAX_SIDE}], got {width!r} x {height!r}"
+            )
     return int(width), int(height)
 
 
@@ -332,10 +349,12 @@ def _look_at_np(eyes, targets, up=(0.0, -1.0, 0.0)) -> np.ndarray:
     return vm
 
 
-def _num(num_frames) -> int:
-    if int(num_frames) != num_frames or int(num_frames) < 1:
-        raise ValueError(f"num_frames must be a positive integer, got {num_frames}")
-    return int(num_frames)
+def _num(num_frames, where: str = "num_frames") -> int:
+    n = num_frames
+    whole = _is_int(n) or (isinstance(n, (float, np.floating)) and math.isfinite(n) and float(n).is_integer())
+    if not whole or not 1 <= int(n) <= MAX_FRAMES:
+        raise InputError(f"{where} must be a positive integer (at most {MAX_FRAMES}), got {num_frames!r}")
+    return int(n)
 
 
 def _vec3(v, name: str) -> np.ndarray:
@@ -485,20 +504,35 @@ def novel_view_path(traj: Trajectory, num_frames: int, offset: float, focus_dept
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _numbers(value: Any, n: int, where: str, name: str) -> np.ndarray:
+def _show(value: Any, limit: int = 60) -> str:
+    """repr(value) shortened, so that an error message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value: Any) -> float | None:
+    """float(value) for a finite JSON number (not a bool, not a string), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
     try:
-        a = np.asarray(value, np.float64)
-    except (TypeError, ValueError):
-        a = None
-    if a is None or a.shape != (n,) or not np.all(np.isfinite(a)):
-        raise ValueError(f"{where}: '{name}' must be {n} finite numbers, got {value!r}")
-    return a
+        x = float(value)  # OverflowError for integers beyond float range
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _numbers(value: Any, n: int, where: str, name: str) -> np.ndarray:
+    xs = [_finite(v) for v in value] if isinstance(value, (list, tuple)) else []
+    if len(xs) != n or any(x is None for x in xs):
+        raise InputError(f"{where}: '{name}' must be {n} finite numbers, got {_show(value)}")
+    return np.asarray(xs, np.float64)
 
 
 def _number(value: Any, where: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: '{name}' must be a finite number, got {value!r}")
-    return float(value)
+    x = _finite(value)
+    if x is None:
+        raise InputError(f"{where}: '{name}' must be a finite number, got {_show(value)}")
+    return x
 
 
 def from_keyframes(
@@ -520,36 +554,39 @@ def from_keyframes(
     of keyframes. Frames whose time equals a keyframe's reproduce it exactly.
     """
     width, height = _positive_size(width, height, where)
-    if convention not in _CONVENTIONS:
-        raise ValueError(f"{where}: 'convention' must be one of {list(_CONVENTIONS)}, got {convention!r}")
+    if not isinstance(convention, str) or convention not in _CONVENTIONS:
+        raise InputError(
+            f"{where}: 'convention' must be one of {list(_CONVENTIONS)}, got {_show(convention)}"
+        )
     if not isinstance(keyframes, (list, tuple)) or len(keyframes) < 2:
         got = len(keyframes) if isinstance(keyframes, (list, tuple)) else type(keyframes).__name__
-        raise ValueError(f"{where}: needs at least 2 keyframes, got {got}")
+        raise InputError(f"{where}: needs at least 2 keyframes, got {got}")
     has_time = [isinstance(k, dict) and "time" in k for k in keyframes]
     if any(has_time) and not all(has_time):
-        raise ValueError(f"{where}: give 'time' on every keyframe or on none")
+        raise InputError(f"{where}: give 'time' on every keyframe or on none")
     flip = np.diag([1.0, -1.0, -1.0]) if convention == "opengl" else np.eye(3)
     default_up = (0.0, 1.0, 0.0) if convention == "opengl" else (0.0, -1.0, 0.0)
     ts, Rs, Cs, Ks = [], [], [], []
     for i, kf in enumerate(keyframes):
         w = f"{where}: keyframe {i}"
         if not isinstance(kf, dict):
-            raise ValueError(f"{w} must be an object, got {type(kf).__name__}")
+            raise InputError(f"{w} must be an object, got {_show(kf)}")
         unknown = sorted(set(kf) - _KEY_KEYS)
         if unknown:
-            raise ValueError(f"{w} has unknown key(s) {unknown}; allowed: {sorted(_KEY_KEYS)}")
+            unknown = [_show(k, 30) for k in unknown[:5]] if len(repr(unknown)) > 80 else unknown
+            raise InputError(f"{w} has unknown key(s) {unknown}; allowed: {sorted(_KEY_KEYS)}")
         ts.append(_number(kf["time"], w, "time") if "time" in kf else float(i))
         if "position" not in kf:
-            raise ValueError(f"{w} needs 'position' (the camera centre in world coordinates)")
+            raise InputError(f"{w} needs 'position' (the camera centre in world coordinates)")
         C = _numbers(kf["position"], 3, w, "position")
         if ("look_at" in kf) == ("quaternion" in kf):
-            raise ValueError(f"{w} needs exactly one of 'look_at' (a point) or 'quaternion' (w, x, y, z)")
+            raise InputError(f"{w} needs exactly one of 'look_at' (a point) or 'quaternion' (w, x, y, z)")
         if "quaternion" in kf:
             if "up" in kf:
-                raise ValueError(f"{w}: 'up' only goes with 'look_at'")
+                raise InputError(f"{w}: 'up' only goes with 'look_at'")
             q = _numbers(kf["quaternion"], 4, w, "quaternion")
             if abs(np.linalg.norm(q) - 1.0) > 1e-3:
-                raise ValueError(f"{w}: 'quaternion' must have unit norm, got norm {np.linalg.norm(q):.6f}")
+                raise InputError(f"{w}: 'quaternion' must have unit norm, got norm {np.linalg.norm(q):.6f}")
             R = _quat_to_rotmat(q) @ flip
         else:
             tgt = _numbers(kf["look_at"], 3, w, "look_at")
@@ -557,71 +594,88 @@ def from_keyframes(
             try:
                 R = _look_at_np(C, tgt, up)[:3, :3].T  # camera-to-world, already OpenCV camera axes
             except ValueError as e:
-                raise ValueError(f"{w}: {e}") from None
+                raise InputError(f"{w}: {e}") from None
         if "fov_deg" in kf and "intrinsics" in kf:
-            raise ValueError(f"{w}: give 'fov_deg' or 'intrinsics', not both")
+            raise InputError(f"{w}: give 'fov_deg' or 'intrinsics', not both")
         if "intrinsics" in kf:
             fx, fy, cx, cy = _numbers(kf["intrinsics"], 4, w, "intrinsics")
             if fx <= 0 or fy <= 0:
-                raise ValueError(f"{w}: 'intrinsics' focal lengths must be positive, got fx={fx}, fy={fy}")
+                raise InputError(f"{w}: 'intrinsics' focal lengths must be positive, got fx={fx}, fy={fy}")
             K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
         else:
             fov = kf.get("fov_deg", fov_deg)
             if fov is None:
-                raise ValueError(f"{w} needs 'fov_deg' or 'intrinsics' (or a top-level 'fov_deg')")
+                raise InputError(f"{w} needs 'fov_deg' or 'intrinsics' (or a top-level 'fov_deg')")
             fov = _number(fov, w, "fov_deg")
             if not 0.0 < fov < 180.0:
-                raise ValueError(f"{w}: 'fov_deg' must lie in (0, 180), got {fov}")
+                raise InputError(f"{w}: 'fov_deg' must lie in (0, 180), got {fov}")
             K = _k_from_fov(1, width, height, fov)[0]
         Rs.append(R)
         Cs.append(C)
         Ks.append(K)
     ts = np.asarray(ts)
     if np.any(np.diff(ts) <= 0):
-        raise ValueError(f"{where}: keyframe times must be strictly increasing, got {ts.tolist()}")
-    n = len(keyframes) if num_frames is None else _num(num_frames)
-    times = np.linspace(ts[0], ts[-1], n)
-    return _interpolate(ts, np.stack(Rs), np.stack(Cs), np.stack(Ks), times, width, height)
+        bad = int(np.argmax(np.diff(ts) <= 0)) + 1
+        raise InputError(
+            f"{where}: keyframe times must be strictly increasing, but keyframe {bad} has time {ts[bad]:g} "
+            f"after {ts[bad - 1]:g}"
+        )
+    n = _num(len(keyframes) if num_frames is None else num_frames, f"{where}: 'num_frames'")
+    try:
+        with np.errstate(all="ignore"):  # overflow shows up as non-finite cameras, refused below
+            times = np.linspace(ts[0], ts[-1], n)
+            return _interpolate(ts, np.stack(Rs), np.stack(Cs), np.stack(Ks), times, width, height)
+    except ValueError as e:
+        raise InputError(
+            f"{where}: interpolating the keyframes failed ({e}): check their magnitudes"
+        ) from None
 
 
 def from_json(source: str | os.PathLike | dict, num_frames: int | None = None) -> Trajectory:
     """A trajectory from a keyframe JSON file (or its parsed dict); see `from_keyframes` for keyframes.
 
-    Top-level keys: `width`, `height` (required: the image size the intrinsics refer to), `keyframes`
-    (required), optional `convention` ("opencv" default, or "opengl"), `num_frames` (overridden by the
-    argument), `fov_deg` (default for keyframes), `format`, `version`. Unknown keys, non-finite numbers,
-    fewer than 2 keyframes, or times that do not increase are errors naming the file and the key.
+    Top-level keys: `width`, `height` (required: the image size the intrinsics refer to, integers in
+    [1, MAX_SIDE]), `keyframes` (required), optional `convention` ("opencv" default, or "opengl"),
+    `num_frames` (in [1, MAX_FRAMES]; overridden by the argument), `fov_deg` (default for keyframes),
+    `format`, `version` (1). The file is read with bounded size and nesting and strict JSON (no NaN). Unknown
+    keys, non-finite numbers, fewer than 2 keyframes, times that do not increase, out-of-range sizes or an
+    unknown version are InputErrors naming the file and the key (MissingInput when the file does not exist).
     """
     if isinstance(source, dict):
         where, data = "trajectory JSON", source
     else:
-        where = f"trajectory JSON {os.fspath(source)}"
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"{where}: no such file")
-        try:
-            with open(source) as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{where}: not valid JSON ({e})") from None
+        path = os.fspath(source)
+        where = f"trajectory JSON {path}"
+        if not os.path.isfile(path):
+            raise MissingInput(f"{where}: no such file")
+        data = files.read_json(path, max_bytes=MAX_JSON_BYTES, what="trajectory JSON")
     if not isinstance(data, dict):
-        raise ValueError(
+        raise InputError(
             f"{where}: the top level must be an object with 'keyframes', got {type(data).__name__}"
         )
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+        shown = unknown if len(repr(unknown)) <= 80 else [_show(k, 30) for k in unknown[:5]]
+        raise InputError(f"{where}: unknown key(s) {shown}; allowed: {sorted(_TOP_KEYS)}")
     if data.get("format", JSON_FORMAT) != JSON_FORMAT:
-        raise ValueError(f"{where}: 'format' must be {JSON_FORMAT!r}, got {data['format']!r}")
+        raise InputError(f"{where}: 'format' must be {JSON_FORMAT!r}, got {_show(data['format'])}")
+    version = data.get("version", JSON_VERSION)
+    if not _is_int(version) or version != JSON_VERSION:
+        raise InputError(
+            f"{where}: 'version' {_show(version)} is not supported (this reader knows version {JSON_VERSION})"
+        )
     for k in ("width", "height", "keyframes"):
         if k not in data:
-            raise ValueError(f"{where}: missing required key '{k}'")
-    for k in ("width", "height", "num_frames"):
+            raise InputError(f"{where}: missing required key '{k}'")
+    for k, hi in (("width", MAX_SIDE), ("height", MAX_SIDE), ("num_frames", MAX_FRAMES)):
         v = data.get(k, 1)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{where}: '{k}' must be a positive integer, got {v!r}")
+        if not _is_int(v) or not 1 <= v <= hi:
+            raise InputError(f"{where}: '{k}' must be an integer in [1, {hi}], got {_show(v)}")
     fov = data.get("fov_deg")
     if fov is not None:
         fov = _number(fov, where, "fov_deg")
+    if num_frames is not None:
+        _num(num_frames, f"{where}: 'num_frames' (asked for by the caller, e.g. camera.num_frames)")
     n = num_frames if num_frames is not None else data.get("num_frames")
     return from_keyframes(
         data["keyframes"],

@@ -4,6 +4,13 @@ Standard library only. It binds to 127.0.0.1 (never to other interfaces) and ser
     /                 static/index.html
     /<file>           static/<file>
     /scene.a4d        the scene file given to the server (SCENE_PATH)
+
+Requests must name this machine in their `Host` header (127.0.0.1 or localhost, any case, with or without a
+port; ALLOWED_HOSTS): anything else is answered 403, so a web page that rebinds its own DNS name to 127.0.0.1
+cannot read the scene through the visitor's browser. A request without `Host` is answered 400 when it is
+HTTP/1.1 (which requires the header) and served when it is HTTP/1.0 (no browser sends those, so DNS rebinding
+cannot use them; curl -0 and old tools can). Paths cannot leave the static folder (the standard library's
+translate_path drops `..`), and only GET and HEAD are answered.
 """
 
 from __future__ import annotations
@@ -17,6 +24,18 @@ from any4d_jax.viewer import STATIC_DIR
 
 SCENE_PATH = "/scene.a4d"  # where the served scene lives
 HOST = "127.0.0.1"
+ALLOWED_HOSTS = ("127.0.0.1", "localhost")  # the Host header's name part, compared lower-case
+
+
+def host_allowed(value: str | None, request_version: str) -> bool | None:
+    """True for a Host header naming this machine (ALLOWED_HOSTS, optionally `:port`), False for any other
+    name, None for a malformed request (HTTP/1.1 without Host). A missing Host is allowed before HTTP/1.1."""
+    if value is None:
+        return True if request_version in ("HTTP/0.9", "HTTP/1.0") else None
+    name, colon, port = value.strip().lower().partition(":")
+    if colon and not (port == "" or port.isdigit()):
+        return False
+    return name in ALLOWED_HOSTS
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -31,6 +50,21 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def __init__(self, *args, scene_path: str | None = None, **kwargs):
         self.scene_path = scene_path
         super().__init__(*args, **kwargs)
+
+    def parse_request(self) -> bool:
+        """The standard parse, then the Host check (module docstring): 403 for another host name, 400 for an
+        HTTP/1.1 request without Host or with several."""
+        if not super().parse_request():
+            return False
+        hosts = self.headers.get_all("Host") or []
+        ok = None if len(hosts) > 1 else host_allowed(hosts[0] if hosts else None, self.request_version)
+        if ok is None:
+            self.send_error(400, "Bad Request: send exactly one Host header")
+            return False
+        if not ok:
+            self.send_error(403, "Forbidden: the Host header must be 127.0.0.1 or localhost")
+            return False
+        return True
 
     def translate_path(self, path: str) -> str:
         if path.split("?", 1)[0].split("#", 1)[0] == SCENE_PATH and self.scene_path is not None:

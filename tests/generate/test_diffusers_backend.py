@@ -20,9 +20,10 @@ import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 from gen_helpers import NUM_FRAMES, SIZE, generate_frames, reconstruct, text_config  # noqa: E402
 
-from any4d_jax.generate import dlpack, make_generator, prompt_from_config, trajectory_from_config  # noqa: E402  # noqa: E402
+from any4d_jax.errors import InputError  # noqa: E402
+from any4d_jax.generate import dlpack, make_generator, prompt_from_config, trajectory_from_config  # noqa: E402
 from any4d_jax.jobs import run  # noqa: E402
-from third_party import diffusers_video, tiny_pipelines  # noqa: E402
+from third_party import camera_adapter, diffusers_video, tiny_pipelines  # noqa: E402
 from third_party.camera_adapter import PlueckerAdapter  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -104,7 +105,7 @@ def test_inspect_reads_the_rules_from_json_and_refuses_what_the_model_cannot_mak
     (tmp_path / "model_index.json").write_text("{ not json")
     with pytest.raises(ValueError) as e:
         diffusers_video.inspect(str(tmp_path))
-    assert "is not valid JSON" in _one_line(e)
+    assert "not valid JSON" in _one_line(e)
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(ValueError) as e:
         diffusers_video.inspect(str(tmp_path))
@@ -144,20 +145,88 @@ def test_image_to_video_end_to_end_through_dlpack_and_reconstruction(models):
     assert log[0]["psnr"] > 18.0, log
 
 
-def test_the_camera_adapter_steers_the_model_and_an_untrained_one_does_nothing(models):
+def test_the_camera_adapter_steers_the_model_and_an_untrained_one_is_refused(models):
     c = _config(models["t2v"])
     c.generator.camera_conditioning = "none"
     traj = trajectory_from_config(c)
     plain = generate_frames(c)[3].rgb
-    c.generator.camera_conditioning, c.generator.adapter = "pluecker", models["zero_adapter"]
-    np.testing.assert_allclose(generate_frames(c)[3].rgb, plain, atol=1e-6)
-    c.generator.adapter = ""  # the folder's random (non-zero) adapter
+    # An untrained (zero-initialised) adapter would change nothing: refused before any weight is loaded,
+    # whether asked for explicitly or picked by auto.
+    for asked in ("pluecker", "auto"):
+        c.generator.camera_conditioning, c.generator.adapter = asked, models["zero_adapter"]
+        with pytest.raises(InputError) as e:
+            make_generator(c)
+        msg = _one_line(e)
+        assert os.path.join(models["zero_adapter"], "adapter.safetensors") in msg and "untrained" in msg
+        assert "camera_conditioning=none" in msg
+    with pytest.raises(InputError, match="untrained"):
+        PlueckerAdapter.from_pretrained(models["zero_adapter"])
+    c.generator.camera_conditioning, c.generator.adapter = "pluecker", ""  # the folder's random adapter
     steered = generate_frames(c)[3].rgb
     assert float(jnp.abs(steered - plain).max()) > 1e-3
     # The adapter's tokens: first frame repeated 3x, 4 frames per latent frame, 16 x 16 pixels per token.
     rays = torch.from_dlpack(traj.relative_to_first().pluecker())
     tokens = PlueckerAdapter(24).encode(rays)
     assert tuple(tokens.shape) == (1, 24, 2, SIZE // 16, SIZE // 16)
+
+
+def _adapter(folder, inner_dim=24, seed=0, **cfg) -> str:
+    adapter = PlueckerAdapter(inner_dim, **cfg)
+    with torch.no_grad():
+        adapter.proj.weight.copy_(
+            torch.randn(adapter.proj.weight.shape, generator=torch.Generator().manual_seed(seed))
+        )
+    adapter.save_pretrained(str(folder))
+    return str(folder)
+
+
+def test_malformed_adapter_folders_are_one_line_naming_the_file(tmp_path):
+    folder = _adapter(tmp_path / "good")
+    assert camera_adapter.read_config(folder) == {"inner_dim": 24, "temporal_fold": 4, "spatial_pool": 16}
+    back = PlueckerAdapter.from_pretrained(folder)
+    assert float(back.proj.weight.detach().abs().max()) > 0
+    assert camera_adapter.read_config(str(tmp_path / "none")) is None  # no adapter there at all
+    assert sorted(os.listdir(folder)) == ["adapter.safetensors", "config.json"]  # no temporary files left
+    cfg_path = os.path.join(folder, "config.json")
+    good_cfg = open(cfg_path).read()
+
+    def refused(text, call=camera_adapter.read_config) -> str:
+        with open(cfg_path, "w") as f:
+            f.write(text)
+        with pytest.raises(InputError) as e:
+            call(folder)
+        msg = _one_line(e)
+        assert cfg_path in msg, msg
+        return msg
+
+    assert "not valid JSON" in refused("{ inner_dim: 24")
+    assert "JSON object" in refused("[24, 4, 16]")
+    assert "unknown key(s) ['scale']" in refused(json.dumps({**json.loads(good_cfg), "scale": 2}))
+    assert "missing key 'spatial_pool'" in refused(json.dumps({"inner_dim": 24, "temporal_fold": 4}))
+    assert "'inner_dim'" in refused(json.dumps({**json.loads(good_cfg), "inner_dim": "24"}))
+    assert "'temporal_fold'" in refused(json.dumps({**json.loads(good_cfg), "temporal_fold": 0}))
+    assert "'spatial_pool'" in refused(json.dumps({**json.loads(good_cfg), "spatial_pool": 16.5}))
+    assert "unknown key(s)" in refused(
+        json.dumps({**json.loads(good_cfg), "x": 1}), PlueckerAdapter.from_pretrained
+    )
+    with open(cfg_path, "w") as f:
+        f.write(good_cfg)
+    weights = os.path.join(folder, "adapter.safetensors")
+    with open(weights, "wb") as f:
+        f.write(b"not safetensors")
+    with pytest.raises(InputError) as e:
+        PlueckerAdapter.from_pretrained(folder)
+    assert weights in _one_line(e)
+    os.remove(weights)  # config without weights: half an adapter is not silently "no adapter"
+    with pytest.raises(InputError) as e:
+        camera_adapter.read_config(folder)
+    assert "adapter.safetensors" in _one_line(e)
+    other = _adapter(tmp_path / "other", inner_dim=8)  # weights of another shape than config.json says
+    with open(os.path.join(folder, "adapter.safetensors"), "wb") as f:
+        f.write(open(os.path.join(other, "adapter.safetensors"), "rb").read())
+    with pytest.raises(InputError) as e:
+        PlueckerAdapter.from_pretrained(folder)
+    assert "proj.weight" in _one_line(e) and weights in str(e.value)
 
 
 def test_video_conditioned_pipeline_gets_warp_renders_and_hole_masks(models):
@@ -204,12 +273,11 @@ def test_bad_requests_fail_before_any_weight_is_loaded(models, tmp_path):
         make_generator(c)
     assert "is not video-conditioned" in _one_line(e)
     c = _config(models["t2v"])
-    PlueckerAdapter(8).save_pretrained(str(tmp_path / "narrow"))
-    c.generator.adapter = str(tmp_path / "narrow")
+    c.generator.adapter = _adapter(tmp_path / "narrow", inner_dim=8)
     with pytest.raises(ValueError) as e:
         make_generator(c)
     assert "inner_dim 8" in _one_line(e)
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(InputError) as e:
         make_generator(_config(str(tmp_path / "nowhere")))
     assert "no such folder" in _one_line(e)
     gen = make_generator(_config(models["t2v"]))

@@ -3,8 +3,10 @@
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from gen_helpers import NUM_FRAMES, SIZE, generate_frames, image_config, reconst
 from PIL import Image
 
 from any4d_jax.data import synthetic
+from any4d_jax.errors import InputError
 from any4d_jax.evaluation import metrics
 from any4d_jax.generate import (
     Prompt,
@@ -68,7 +71,7 @@ def test_images_are_converted_or_refused_with_one_line(tmp_path):
     with pytest.raises(ValueError) as e:
         images.load_image(tmp_path / "anim.gif")
     assert "has 2 frames" in _one_line(e)
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(InputError) as e:
         images.load_image(tmp_path / "missing.png")
     assert "prompt.image: no such file" in _one_line(e)
 
@@ -76,6 +79,69 @@ def test_images_are_converted_or_refused_with_one_line(tmp_path):
     with pytest.raises(ValueError) as e:
         images.load_depth(tmp_path / "d.npy")
     assert "finite and > 0" in _one_line(e)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that only declares its size: signature, IHDR (8-bit RGB), IEND; 45 bytes."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_oversized_or_malformed_images_are_one_line_input_errors(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(30000, 30000))  # 45 bytes claiming 900 Mpx: PIL's DecompressionBombError
+    assert bomb.stat().st_size == 45
+    with pytest.raises(InputError) as e:
+        images.load_image(bomb)
+    msg = _one_line(e)
+    assert "bomb.png" in msg and "30000 x 30000" in msg and "prompt.image" in msg
+    warn = tmp_path / "warn.png"  # 100 Mpx: PIL only warns (DecompressionBombWarning), we refuse
+    warn.write_bytes(_png_header(10000, 10000))
+    with pytest.raises(InputError) as e:
+        images.load_image(warn)
+    assert "10000 x 10000" in _one_line(e)
+    ours = tmp_path / "ours.png"  # 72 Mpx: under PIL's limits, over ours
+    ours.write_bytes(_png_header(9000, 8000))
+    with pytest.raises(InputError) as e:
+        images.load_image(ours)
+    assert "9000 x 8000" in _one_line(e) and f"{images.MAX_PIXELS / 1e6:g} Mpx" in str(e.value)
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(InputError) as e:
+        images.load_image(tmp_path / "small.png", max_pixels=500)  # the bound is a parameter
+    assert "30 x 20" in _one_line(e)
+    assert images.load_image(tmp_path / "small.png", max_pixels=600).shape == (20, 30, 3)
+    # PIL failures that are not OSError: ValueError (PPM header, truncated PNG IHDR), TypeError (TIFF).
+    (tmp_path / "bad.ppm").write_bytes(b"P6\n16 1x\n255\n" + bytes(48))
+    (tmp_path / "ihdr.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR\x00\x00")
+    for name in ("bad.ppm", "ihdr.png"):
+        with pytest.raises(InputError) as e:
+            images.load_image(tmp_path / name)
+        assert name in _one_line(e) and "cannot read the image" in str(e.value)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(InputError) as e:
+        images.load_image(tmp_path / "folder.png")
+    assert "folder.png" in _one_line(e)
+    # Depth maps: the size bound, and a .npy header declaring a huge array over 64 bytes of data.
+    np.save(tmp_path / "d.npy", np.ones((20, 30), np.float32))
+    with pytest.raises(InputError) as e:
+        images.load_depth(tmp_path / "d.npy", max_pixels=500)
+    assert "30 x 20" in _one_line(e)
+    header = {"descr": "<f4", "fortran_order": False, "shape": (200_000, 200_000)}
+    with open(tmp_path / "huge.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(bytes(64))
+    with pytest.raises(InputError) as e:
+        images.load_depth(tmp_path / "huge.npy")
+    assert "huge.npy" in _one_line(e)
+    np.save(tmp_path / "short.npy", np.ones((4, 5), np.float32))
+    (tmp_path / "short.npy").write_bytes((tmp_path / "short.npy").read_bytes()[:-8])  # truncated data
+    with pytest.raises(InputError) as e:
+        images.load_depth(tmp_path / "short.npy")
+    assert "short.npy" in _one_line(e)
 
 
 @pytest.mark.parametrize("mode", ["crop", "stretch"])
@@ -237,7 +303,7 @@ def test_text_prompt_without_a_model_fails_fast_naming_the_flag(tmp_path):
 def test_bad_image_prompt_fails_before_any_rendering(tmp_path):
     c = image_config()
     c.prompt.image = str(tmp_path / "nope.jpg")
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(InputError) as e:
         run.train_and_evaluate(c, str(tmp_path / "run"))
     assert "nope.jpg" in _one_line(e)
     c.prompt.image = ""

@@ -2,11 +2,13 @@
 
 import json
 import math
+import os
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from any4d_jax.errors import InputError
 from any4d_jax.geometry import cameras, lie
 from any4d_jax.geometry import trajectory as tj
 
@@ -225,11 +227,11 @@ def test_novel_view_path_starts_on_the_trajectory_and_keeps_the_focus():
     assert float(np.max(np.linalg.norm(np.asarray(n.center) - np.asarray(base.center), axis=-1))) > 0.1
 
 
-def _bad(tmp_path, data, text=None):
+def _bad(tmp_path, data, text=None, num_frames=None):
     path = tmp_path / "bad.json"
     path.write_text(text if text is not None else json.dumps(data))
-    with pytest.raises(ValueError) as e:
-        tj.from_json(path)
+    with pytest.raises(InputError) as e:
+        tj.from_json(path, num_frames=num_frames)
     msg = str(e.value)
     assert str(path) in msg and "\n" not in msg
     return msg
@@ -242,10 +244,14 @@ def test_bad_trajectory_json_is_one_clear_error(tmp_path):
     kf["keyframes"][1]["lookat"] = [0, 0, 1]
     assert "keyframe 1 has unknown key(s) ['lookat']" in _bad(tmp_path, kf)
     nan = json.dumps(good).replace("0.6", "NaN")  # Python's json reads NaN: it must still be refused
-    assert "keyframe 1: 'position' must be 3 finite numbers" in _bad(tmp_path, None, nan)
-    assert "'fov_deg' must be a finite number" in _bad(
-        tmp_path, None, json.dumps(good).replace("45.0", "Infinity")
-    )
+    assert "NaN is not valid JSON" in _bad(tmp_path, None, nan)
+    assert "Infinity is not valid JSON" in _bad(tmp_path, None, json.dumps(good).replace("45.0", "Infinity"))
+    parsed = json.loads(nan)  # a parsed dict (no file) still has its numbers checked
+    with pytest.raises(InputError, match="keyframe 1: 'position' must be 3 finite numbers"):
+        tj.from_json(parsed)
+    parsed = json.loads(json.dumps(good).replace("45.0", "Infinity"))
+    with pytest.raises(InputError, match="'fov_deg' must be a finite number"):
+        tj.from_json(parsed)
     assert "at least 2 keyframes, got 1" in _bad(tmp_path, {**good, "keyframes": good["keyframes"][:1]})
     back = json.loads(json.dumps(good))
     back["keyframes"][2]["time"] = 0.5
@@ -255,8 +261,55 @@ def test_bad_trajectory_json_is_one_clear_error(tmp_path):
     assert "exactly one of 'look_at'" in _bad(tmp_path, both)
     assert "missing required key 'width'" in _bad(tmp_path, {k: v for k, v in good.items() if k != "width"})
     assert "not valid JSON" in _bad(tmp_path, None, "{ keyframes: ")
-    with pytest.raises(FileNotFoundError, match="no_such.json: no such file"):
+    with pytest.raises(InputError, match="no_such.json: no such file"):
         tj.from_json(tmp_path / "no_such.json")
+
+
+def test_trajectory_json_bounds_nesting_and_version_are_one_line_errors(tmp_path):
+    good = json.loads(json.dumps(KEYFRAMES))
+    msg = _bad(tmp_path, None, "[" * 100_000 + "]" * 100_000)
+    assert "nested deeper than" in msg
+    msg = _bad(tmp_path, {**good, "num_frames": 10_000_000_000})
+    assert "'num_frames'" in msg and "10000" in msg
+    assert "'width'" in _bad(tmp_path, {**good, "width": 10**12})
+    assert "'height'" in _bad(tmp_path, {**good, "height": 0})
+    assert "'width'" in _bad(tmp_path, {**good, "width": 64.0})
+    msg = _bad(tmp_path, {**good, "version": 99})
+    assert "'version'" in msg and "99" in msg
+    assert "'version'" in _bad(tmp_path, {**good, "version": "1"})
+    assert "'num_frames'" in _bad(tmp_path, good, num_frames=20_000)
+    assert "'num_frames'" in _bad(tmp_path, good, num_frames=0)
+    assert "'convention'" in _bad(tmp_path, {**good, "convention": ["opencv"]})
+    huge = json.dumps(good).replace('"time": 1.0', '"time": 1' + "0" * 400)  # too big for a float
+    assert "keyframe 1: 'time' must be a finite number" in _bad(tmp_path, None, huge)
+    text = json.dumps(good).replace("[0.6, -0.3, 0.2]", '["0.6", "-0.3", "0.2"]')  # strings, not numbers
+    assert "keyframe 1: 'position' must be 3 finite numbers" in _bad(tmp_path, None, text)
+    text = json.dumps(good).replace("[0.6, -0.3, 0.2]", "[true, false, 0.2]")
+    assert "keyframe 1: 'position' must be 3 finite numbers" in _bad(tmp_path, None, text)
+    far = json.dumps(good).replace('"time": 0.0', '"time": -1e308').replace('"time": 2.0', '"time": 1e308')
+    assert "interpolating the keyframes" in _bad(tmp_path, None, far)  # finite times, the span overflows
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(InputError, match="bin.json"):
+        tj.from_json(tmp_path / "bin.json")
+    # The bounds are inclusive.
+    assert tj.from_json({**good, "version": 1}, num_frames=10_000).num_frames == 10_000
+
+
+def test_to_json_replaces_the_file_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "traj.json"
+    path.write_text("old")
+    t = tj.orbit(3, 32, 24)
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr("os.fsync", full_disk)
+        with pytest.raises(OSError):
+            t.to_json(path)
+    assert path.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["traj.json"]
+    t.to_json(path)
+    assert tj.from_json(path).num_frames == 3 and sorted(os.listdir(tmp_path)) == ["traj.json"]
 
 
 def test_make_trajectory_refuses_non_rigid_or_non_finite_cameras():

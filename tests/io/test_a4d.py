@@ -1,13 +1,18 @@
-"""The .a4d format: exact round trip, float16 error bounds, the same motion as training, clear errors."""
+"""The .a4d format: exact round trip, float16 error bounds, the same motion as training, one-line errors for
+any defective file (fuzzed with hypothesis), atomic writes and the provenance (source) key."""
 
 import json
+import os
 import struct
 import zlib
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from any4d_jax.errors import InputError
 from any4d_jax.io import a4d
 from any4d_jax.io import workdir as workdir_lib
 from any4d_jax.model import motion
@@ -209,7 +214,7 @@ def test_corrupted_payload(good_bytes):
 
 def test_inconsistent_header_shapes_are_refused(good_bytes):
     bad = _with_header(good_bytes, lambda h: h["arrays"]["weights"].update(shape=[16, 3]))
-    with pytest.raises(ValueError, match="weights has shape"):
+    with pytest.raises(a4d.A4DFormatError, match=r"'weights' has shape \[16, 3\], the header counts give"):
         a4d.from_bytes(bad)
 
 
@@ -224,3 +229,279 @@ def test_workdir_without_training_outputs_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="train_cameras.npz is missing"):
         workdir_lib.scene_from_workdir(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Any header or payload the CRCs accept reaches the field checks: one A4DFormatError line, nothing else.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _header_of(data):
+    hlen = a4d.PREAMBLE.unpack_from(data)[3]
+    return json.loads(data[16 : 16 + hlen])
+
+
+def _with_payload(data, edit):
+    """Rewrite the payload through `edit` (a bytearray, edited in place), with valid CRCs."""
+    hlen = a4d.PREAMBLE.unpack_from(data)[3]
+    payload = bytearray(data[16 + hlen :])
+    edit(payload)
+    crc = zlib.crc32(bytes(payload))
+    return _with_header(data[: 16 + hlen] + bytes(payload), lambda h: h.update(payload_crc32=crc))
+
+
+def _raw_header(data, text: bytes):
+    """Replace the header by `text` (any bytes, with a valid CRC), keeping the payload."""
+    _, major, minor, hlen, _ = a4d.PREAMBLE.unpack_from(data)
+    hb = text + b" " * (-(16 + len(text)) % 16)
+    return a4d.PREAMBLE.pack(a4d.MAGIC, major, minor, len(hb), zlib.crc32(hb)) + hb + data[16 + hlen :]
+
+
+def _nan_first_mean(payload):
+    struct.pack_into("<f", payload, 0, float("nan"))  # means is the first array (offset 0, float32)
+
+
+def _set(*path_and_value):
+    *path, key, value = path_and_value
+
+    def edit(h):
+        for k in path:
+            h = h[k]
+        h[key] = value
+
+    return edit
+
+
+def _pop(*path):
+    def edit(h):
+        for k in path[:-1]:
+            h = h[k]
+        h.pop(path[-1])
+
+    return edit
+
+
+SHA = "0" * 64
+# (id, bad file from the good one (n=16, K_t=3, T=5, t0=2, C=1, B_l=2, F=5), the exact error line)
+MALFORMED = [
+    ("offset_negative", lambda d: _with_header(d, _set("arrays", "means", "offset", -64)),
+     "scene.a4d: array 'means' has offset -64, expected a non-negative integer"),
+    ("offset_float", lambda d: _with_header(d, _set("arrays", "means", "offset", 1.5)),
+     "scene.a4d: array 'means' has offset 1.5, expected a non-negative integer"),
+    ("offset_past_payload", lambda d: _with_header(d, _set("arrays", "camera_times", "offset", 1904)),
+     "scene.a4d: array 'camera_times' runs past the payload (1924 > 1904 bytes)"),
+    ("shape_negative", lambda d: _with_header(d, _set("arrays", "means", "shape", [-1, 3])),
+     "scene.a4d: array 'means' has shape [-1, 3], expected a list of non-negative integers"),
+    ("shape_string", lambda d: _with_header(d, _set("arrays", "means", "shape", ["a"])),
+     "scene.a4d: array 'means' has shape ['a'], expected a list of non-negative integers"),
+    ("array_without_dtype", lambda d: _with_header(d, _pop("arrays", "means", "dtype")),
+     """scene.a4d: array 'means' must be {"dtype": ..., "shape": [...], "offset": ...}, """
+     "got {'shape': [16, 3], 'offset': 0}"),
+    ("dtype_f8", lambda d: _with_header(d, _set("arrays", "sh", "dtype", "f8")),
+     "scene.a4d: array 'sh' has dtype 'f8', expected one of f4, f2"),
+    ("arrays_a_list", lambda d: _with_header(d, _set("arrays", [1, 2])),
+     "scene.a4d: header key arrays must be an object, got [1, 2]"),
+    ("payload_bytes_string", lambda d: _with_header(d, _set("payload_bytes", "x")),
+     "scene.a4d: header key payload_bytes must be a non-negative integer, got 'x'"),
+    ("payload_crc32_negative", lambda d: _with_header(d, _set("payload_crc32", -1)),
+     "scene.a4d: header key payload_crc32 must be an integer in 0..4294967295, got -1"),
+    ("no_num_frames", lambda d: _with_header(d, _pop("num_frames")),
+     "scene.a4d: the header lacks num_frames"),
+    ("canonical_frame_out_of_range", lambda d: _with_header(d, _set("canonical_frame", 9)),
+     "scene.a4d: header key canonical_frame must be an integer in 0..4, got 9"),
+    ("time_basis_unknown", lambda d: _with_header(d, _set("time_basis", "linear")),
+     "scene.a4d: header key time_basis must be one of per_frame, dct, got 'linear'"),
+    ("per_frame_wrong_coeffs", lambda d: _with_header(d, _set("time_basis", "per_frame")),
+     "scene.a4d: time_basis per_frame needs num_time_coeffs = num_frames (5), got 3"),
+    ("fps_string", lambda d: _with_header(d, _set("fps", "12")),
+     "scene.a4d: header key fps must be a positive number up to 1000000, got '12'"),
+    ("width_zero", lambda d: _with_header(d, _set("width", 0)),
+     "scene.a4d: header key width must be an integer in 1..65536, got 0"),
+    ("background_two_values", lambda d: _with_header(d, _set("background", [1, 1])),
+     "scene.a4d: header key background must be [r, g, b] (3 numbers), got [1, 1]"),
+    ("sh_degree_7", lambda d: _with_header(d, _set("sh_degree", 7)),
+     "scene.a4d: header key sh_degree must be an integer in 0..3, got 7"),
+    ("num_gaussians_bool", lambda d: _with_header(d, _set("num_gaussians", True)),
+     "scene.a4d: header key num_gaussians must be an integer in 0..2147483647, got True"),
+    ("num_gaussians_huge", lambda d: _with_header(d, _set("num_gaussians", 10**30)),
+     "scene.a4d: header key num_gaussians must be an integer in 0..2147483647, "
+     "got 1000000000000000000000000000000"),
+    ("version_string", lambda d: _with_header(d, _set("version", "1.0")),
+     "scene.a4d: header key version must be [major, minor], got '1.0'"),
+    ("source_step_string", lambda d: _with_header(d, _set("source", {"step": "3", "config_sha256": SHA})),
+     "scene.a4d: source.step must be a non-negative integer, got '3'"),
+    ("source_sha_short", lambda d: _with_header(d, _set("source", {"step": 3, "config_sha256": "abc"})),
+     "scene.a4d: source.config_sha256 must be 64 lowercase hex digits, got 'abc'"),
+    ("nan_in_means", lambda d: _with_payload(d, _nan_first_mean),
+     "scene.a4d: array 'means' holds NaN or inf values; re-export the scene"),
+    ("header_nested_100k", lambda d: _raw_header(d, b"[" * 100000),
+     "scene.a4d: corrupted header (JSON nested deeper than 64 levels)"),
+    ("header_nan_token", lambda d: _raw_header(d, b'{"format": "a4d", "fps": NaN}'),
+     "scene.a4d: corrupted header (NaN is not valid JSON (write a number or null))"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("make, message", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_malformed_file_gives_one_line_naming_it(good_bytes, make, message):
+    with pytest.raises(a4d.A4DFormatError) as e:
+        a4d.from_bytes(make(good_bytes), "scene.a4d")
+    assert str(e.value) == message
+
+
+def test_format_error_is_an_input_error_and_check_scene_raises_it():
+    assert issubclass(a4d.A4DFormatError, InputError) and issubclass(a4d.A4DFormatError, ValueError)
+    s = _random_scene(n=4)
+    s.weights = s.weights[:, :3]
+    with pytest.raises(a4d.A4DFormatError, match=r"^x\.a4d: weights has shape \(4, 3\), expected \(4, 8\)$"):
+        a4d._check_scene(s, "x.a4d")
+
+
+def test_missing_file_is_a_format_error_naming_it(tmp_path):
+    path = tmp_path / "none.a4d"
+    with pytest.raises(a4d.A4DFormatError, match=rf"^{path}: cannot be read \(No such file or directory\)$"):
+        a4d.read_a4d(path)
+
+
+def _tiny_bytes():
+    s = _random_scene(n=4, kt=2, frames=3, t0=1)
+    s.meta["source"] = {"step": 7, "config_sha256": "ab" * 32}
+    return a4d.to_bytes(s, "mixed")
+
+
+TINY = _tiny_bytes()
+_FIELDS = ("dtype", "shape", "offset")
+HEADER_PATHS = (
+    [(k,) for k in _header_of(TINY) if k != "arrays"]
+    + [("arrays",), ("source", "step"), ("source", "config_sha256"), ("background", 0), ("version", 1)]
+    + [("arrays", name, f) for name in ("means", "quats", "sh", "generator", "camera_times") for f in _FIELDS]
+)
+_junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 40)
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=6)
+    | st.sampled_from(["f4", "f2", "dct", "per_frame", "a4d", "ab" * 32]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["dtype", "shape", "offset", "step", "x"]), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+_edit = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(HEADER_PATHS), _junk),
+    st.tuples(st.just("delete"), st.sampled_from(HEADER_PATHS)),
+    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(1, 255)),
+    st.tuples(st.just("resize"), st.integers(-64, 64), st.booleans()),
+)
+
+
+def _mutate(data, edits):
+    """Apply header and payload edits; the CRCs are recomputed so the field checks are reached."""
+    header = _header_of(data)
+    hlen = a4d.PREAMBLE.unpack_from(data)[3]
+    payload = bytearray(data[16 + hlen :])
+    for op, *args in edits:
+        if op == "flip" and payload:
+            payload[args[0] % len(payload)] ^= args[1]
+        elif op == "resize":
+            n, tell = args
+            payload = payload[:n] if n < 0 else payload + bytes(n)
+            if tell:
+                header["payload_bytes"] = len(payload)
+    header["payload_crc32"] = zlib.crc32(bytes(payload[: header["payload_bytes"]]))
+    for op, *args in edits:
+        if op in ("set", "delete"):
+            *where, last = args[0]
+            node = header
+            for k in where:
+                ok = isinstance(node, dict) and k in node or isinstance(node, list) and k < len(node)
+                node = node[k] if ok else None
+            if isinstance(node, dict) or isinstance(node, list) and last < len(node):
+                if op == "set":
+                    node[last] = args[1]
+                elif isinstance(node, dict):
+                    node.pop(last, None)
+    return _raw_header(data[: 16 + hlen], json.dumps(header).encode()) + bytes(payload)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(_edit, min_size=1, max_size=3))
+def test_any_mutated_header_or_payload_is_refused_in_one_line_or_read_valid(edits):
+    data = _mutate(TINY, edits)
+    try:
+        scene = a4d.from_bytes(data, "m.a4d")
+    except a4d.A4DFormatError as e:  # anything else (KeyError, TypeError, ...) fails the test
+        msg = str(e)
+        assert msg.startswith("m.a4d: ") and "\n" not in msg, msg
+        return
+    # Read: a scene every consumer can use, and the writer writes back.
+    for k in a4d.ARRAY_ORDER:
+        arr = getattr(scene, k)
+        assert arr.dtype == np.float32 and np.all(np.isfinite(arr)), k
+    a4d._check_scene(scene, "m.a4d")
+    mc = scene.motion_config()  # MotionConfig's own checks (time basis, canonical frame)
+    assert scene.generator.shape[0] == mc.num_time_params
+    assert int(scene.meta["width"]) > 0 and int(scene.meta["height"]) > 0 and float(scene.meta["fps"]) > 0
+    assert len(scene.meta["background"]) == 3
+    a4d.from_bytes(a4d.to_bytes(scene, "float32"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The writer: refuses what the reader would refuse, keeps the provenance, writes atomically.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_writer_refuses_a_scene_the_reader_would_refuse(tmp_path):
+    path = tmp_path / "s.a4d"
+    s = _random_scene(n=4)
+    s.means[1, 2] = np.nan
+    with pytest.raises(a4d.A4DFormatError, match=rf"^{path}: array 'means' holds NaN or inf$"):
+        a4d.write_a4d(path, s)
+    s = _random_scene(n=4)
+    s.scales[0, 0] = 1e5  # finite in float32, inf in float16
+    with pytest.raises(
+        a4d.A4DFormatError, match="'scales' exceeds the float16 range; write it with precision"
+    ):
+        a4d.write_a4d(path, s)
+    a4d.write_a4d(path, s, precision="float32")
+    assert a4d.read_a4d(path).scales[0, 0] == 1e5
+    s = _random_scene(n=4)
+    del s.meta["fps"]
+    with pytest.raises(a4d.A4DFormatError, match=rf"^{path}: the header lacks fps$"):
+        a4d.write_a4d(path, s)
+    s = _random_scene(n=4)
+    s.meta["arrays"] = {}
+    with pytest.raises(a4d.A4DFormatError, match=r"must not set the header's own keys \(arrays\)"):
+        a4d.write_a4d(path, s)
+
+
+def test_source_is_kept_and_checked(tmp_path):
+    path = tmp_path / "s.a4d"
+    s = _random_scene(n=4)
+    s.meta["source"] = {"step": np.int64(12), "config_sha256": "0123456789abcdef" * 4}
+    a4d.write_a4d(path, s)
+    assert a4d.read_a4d(path).meta["source"] == {"step": 12, "config_sha256": "0123456789abcdef" * 4}
+    s.meta["source"] = {"step": -1, "config_sha256": "0" * 64}
+    with pytest.raises(a4d.A4DFormatError, match="source.step must be a non-negative integer, got -1"):
+        a4d.write_a4d(path, s)
+    s.meta["source"] = {"step": 3}
+    with pytest.raises(a4d.A4DFormatError, match="header key source must be"):
+        a4d.write_a4d(path, s)
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    """A write that fails before its rename (here: fsync, as a full disk would) leaves the old file whole."""
+    path = tmp_path / "s.a4d"
+    a4d.write_a4d(path, _random_scene(n=4))
+    before = path.read_bytes()
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        a4d.write_a4d(path, _random_scene(seed=5, n=32))
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["s.a4d"]

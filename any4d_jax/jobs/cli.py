@@ -19,6 +19,7 @@ Light on purpose (absl and errors.py only): the commands import it before JAX in
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ from any4d_jax.errors import InputError, Interrupted
 flags.DEFINE_bool("debug", False, "On bad input, show the Python traceback instead of one line.")
 
 EXIT_BAD_INPUT = 2
+_CONFIG_FLAGS: list[str] = []  # the names define_config defined (their files load when flags are parsed)
 
 
 def one_line(e: BaseException) -> str:
@@ -68,22 +70,38 @@ def _fail(message: str) -> None:
 def define_config(default: str, name: str = "config"):
     """--config (a locked ml_collections config file). config_flags applies `--config.key=value` overrides
     while the flag is defined (at import): an unknown key is answered here, in one line."""
+    _CONFIG_FLAGS.append(name)
     try:
         return config_flags.DEFINE_config_file(name, default, "Experiment config file.", lock_config=True)
     except (AttributeError, KeyError) as e:
-        field = str(e).strip("\"' ")
+        text = str(e)
+        found = re.search(r"'([^'\\]+)", text)
+        field = found.group(1) if found else text.strip("\"' ")
         given = [a.split("=")[0] for a in sys.argv[1:] if a.startswith(f"--{name}.")]
         which = next(
             (a for a in given if a.split(".")[-1] == field or f".{field}." in a), f"--{name}.*{field}"
         )
-        _fail(f"{which}: no such config key (the config file lists every key with a comment)")
+        hint = re.search(r'Did you mean "([^"]+)"', text)
+        hint = (
+            f'did you mean "{hint.group(1)}"?' if hint else "the config file lists every key with a comment"
+        )
+        _fail(f"{which}: no such config key ({hint})")
 
 
 def _parse_flags(argv):
     try:
-        return flags.FLAGS(argv)
+        args = flags.FLAGS(argv)
     except flags.Error as e:
         _fail(str(e))
+    for (
+        name
+    ) in _CONFIG_FLAGS:  # config_flags loads the file lazily: load it now, while errors are flag errors
+        try:
+            getattr(flags.FLAGS, name).keys()  # the value is a lazy proxy: touch it
+        except OSError as e:
+            missing = re.search(r"Attempted.*?:\s*(\S+)", str(e), re.S)
+            _fail(f"--{name}={missing.group(1) if missing else '?'}: no such config file (see configs/)")
+    return args
 
 
 def run(main: Callable) -> None:

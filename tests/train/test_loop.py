@@ -276,3 +276,25 @@ def test_motion_learning_rates_decay_to_the_configured_factor():
     assert float(upd.motion.generator_pivots[0, 0]) == 0.0  # pivots stay frozen
     assert float(upd.motion.mask[0]) == 0.0  # and so does the basis mask
     assert float(upd.sh[0, 0, 0]) == pytest.approx(-c.train.lr.colors, rel=1e-3)  # labels follow the fields
+
+
+def test_keep_finite_undoes_a_non_finite_update_per_variant():
+    """The ablation's step: a variant whose update would be non-finite keeps its state (the counter still
+    advances) and says so; the other variants update as usual."""
+    import flax
+
+    @flax.struct.dataclass
+    class S:
+        x: jnp.ndarray
+        step: jnp.ndarray
+
+    def step(s, d):
+        return S(x=s.x / s.x[0] * d, step=s.step + 1), {"loss": jnp.sum(s.x)}
+
+    guarded = jax.vmap(step_lib.keep_finite(step), in_axes=(0, None))
+    s = S(x=jnp.array([[2.0, 4.0], [0.0, 3.0]]), step=jnp.zeros(2, jnp.int32))
+    new, m = guarded(s, 3.0)  # variant 1 divides by 0: inf/NaN
+    np.testing.assert_array_equal(new.x, [[3.0, 6.0], [0.0, 3.0]])
+    np.testing.assert_array_equal(new.step, [1, 1])
+    np.testing.assert_array_equal(m["finite"], [True, False])
+    assert bool(step_lib.all_finite(new)) and not bool(step_lib.all_finite(S(x=s.x / 0.0, step=s.step)))

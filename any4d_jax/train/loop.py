@@ -242,9 +242,9 @@ def run_loop(
                     dropped=int(np.sum(last["dropped_pairs"])),
                 )
                 if np.any(no_room):
-                    post["no_room"] = int(np.sum(no_room))
+                    post["no_room"] = str(int(np.sum(no_room)))  # a str: tqdm writes big ints as 2e+4
                 if np.any(first_bad >= 0):
-                    post["diverged"] = int(np.sum(first_bad >= 0))
+                    post["diverged"] = str(int(np.sum(first_bad >= 0)))
                 bar.set_postfix(**post, refresh=False)
             if schedule.densify_due(n):
                 state, full = fns.densify(state, extent)

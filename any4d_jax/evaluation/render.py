@@ -4,11 +4,14 @@
     render_variants(state, spec, cams, times)    (V, F, H, W, 3): the same for a stack of V states (ablation)
 
 `state` is anything with `params` (ModelParams) and `active` (a TrainState, or a stack of them); the basis
-mask comes from the params. One compiled program per (spec, image size) serves every frame.
+mask comes from the params. One compiled program per (spec, image size) serves every frame. A frame whose
+render overflows the pair budget is rendered again with it grown (render.within_budget), and later frames
+keep the grown budget: nothing is dropped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -18,13 +21,13 @@ from tqdm import tqdm
 
 from any4d_jax.geometry.cameras import Camera
 from any4d_jax.model.gaussians import ModelSpec, splats_at
-from any4d_jax.render import render
+from any4d_jax.render import render, within_budget
 
 
 def _render_one(params, active, spec: ModelSpec, viewmat, K, t, width: int, height: int):
     cam = Camera(viewmat=viewmat, K=K, width=width, height=height)
     out = render(splats_at(params, active, spec.motion, t), cam, jnp.asarray(spec.background), spec.render)
-    return jnp.clip(out.rgb, 0.0, 1.0)
+    return jnp.clip(out.rgb, 0.0, 1.0), out.stats
 
 
 _STATIC = ("spec", "width", "height")
@@ -45,9 +48,14 @@ def _frames(fn, state, spec: ModelSpec, cams: Camera, times, desc: str, progress
         raise ValueError(f"render_frames: {len(viewmat)} cameras but {len(times)} times")
     out = []
     for i in tqdm(range(len(times)), desc=desc, unit="frame", leave=False, disable=not progress):
-        rgb = fn(
-            state.params, state.active, spec, viewmat[i], K[i], jnp.float32(times[i]), cams.width, cams.height
-        )
+        t = jnp.float32(times[i])
+
+        def one(rcfg, i=i, t=t, spec=spec):
+            s = dataclasses.replace(spec, render=rcfg)
+            return fn(state.params, state.active, s, viewmat[i], K[i], t, cams.width, cams.height)
+
+        rgb, _, rcfg = within_budget(one, spec.render)
+        spec = dataclasses.replace(spec, render=rcfg)
         out.append(np.asarray(rgb))
     return np.stack(out, axis=-4)
 

@@ -26,7 +26,7 @@ from any4d_jax.generate import images
 from any4d_jax.generate.base import Prompt, frame_times
 from any4d_jax.geometry.cameras import Camera
 from any4d_jax.geometry.trajectory import Trajectory
-from any4d_jax.render import RenderConfig, Splats, render
+from any4d_jax.render import RenderConfig, Splats, render, within_budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ class WarpSettings:
     mask_threshold: float = 0.5
     fit: str = "crop"
     background: tuple = (1.0, 1.0, 1.0)
-    tile_capacity: int = 1024
+    tile_capacity: int | None = None
 
     def __post_init__(self):
         if not (np.isfinite(self.depth) and self.depth > 0):
@@ -67,7 +67,7 @@ def settings_from_config(config: ml_collections.ConfigDict) -> WarpSettings:
         mask_threshold=float(w.mask_threshold),
         fit=config.camera.fit,
         background=tuple(float(x) for x in config.render.background),
-        tile_capacity=int(config.render.tile_capacity),
+        tile_capacity=config.render.tile_capacity,
     )
 
 
@@ -120,7 +120,7 @@ def _render_views(splats, viewmat, K, background, width, height, cfg):
     def one(args):
         vm, k = args
         out = render(splats, Camera(viewmat=vm, K=k, width=width, height=height), background, cfg)
-        return out.rgb, out.depth, out.alpha
+        return (out.rgb, out.depth, out.alpha), out.stats
 
     return jax.lax.map(one, (viewmat, K))
 
@@ -134,7 +134,9 @@ def render_views(
     """
     cfg = RenderConfig(tile_capacity=s.tile_capacity, validate=False)
     bg = jnp.asarray(s.background, jnp.float32)
-    rgb, depth, alpha = _render_views(splats, cams.viewmat, cams.K, bg, cams.width, cams.height, cfg)
+    (rgb, depth, alpha), _, _ = within_budget(
+        lambda c: _render_views(splats, cams.viewmat, cams.K, bg, cams.width, cams.height, c), cfg
+    )
     mask = (alpha >= s.mask_threshold).astype(jnp.float32)
     return jnp.clip(rgb, 0.0, 1.0), jnp.where(mask > 0, depth, 0.0), mask
 

@@ -5,6 +5,8 @@ Pipeline: projection -> colours (RGB or SH) -> bins (tiles, chunks) -> composite
 
 from __future__ import annotations
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,7 @@ from any4d_jax.render import bin as binning
 from any4d_jax.render import composite as comp
 from any4d_jax.render.project import project
 from any4d_jax.render.sh import eval_sh, sh_degree_from_bases
-from any4d_jax.render.types import CHANNELS, RenderConfig, RenderOut, Splats
+from any4d_jax.render.types import CHANNELS, RenderConfig, RenderOut, Splats, auto_chunk_batch
 
 
 def _is_concrete(*xs) -> bool:
@@ -132,10 +134,41 @@ def render(
     means2d_offset: optional (N, 2) zeros added to the projected centres; the gradient of a loss w.r.t. it is
         the screen-space positional gradient that adaptive density control accumulates.
     Returns RenderOut (rgb (H, W, 3), alpha (H, W), depth (H, W), features (H, W, F) or None, stats, aux).
+
+    Pair budget: on concrete inputs (called outside jit/grad) a render that overflows `cfg.max_pairs` is
+    re-run with the budget grown (`cfg.grow_pairs`), so it never drops pairs; under tracing the overflow is
+    reported in stats["over_budget"] and the caller decides (the training loop redoes the step).
     """
     cfg = RenderConfig() if cfg is None else cfg
     if cfg.validate:
         check_inputs(splats, camera, background)
+    out = _render(splats, camera, background, cfg, means2d_offset)
+    if cfg.grow_pairs and _is_concrete(splats, camera, background, means2d_offset):
+        if int(out.stats["over_budget"]) > 0:
+            grown = binning.bucket_pairs(int(out.stats["num_pairs"]))
+            return _render(
+                splats, camera, background, dataclasses.replace(cfg, max_pairs=grown), means2d_offset
+            )
+    return out
+
+
+def within_budget(fn, cfg: RenderConfig):
+    """Run `fn(cfg) -> (outputs, stats)` (a jitted batch of renders whose stats hold over_budget and num_pairs
+    of any shape) and, when a render overflowed and cfg.grow_pairs, once more with the budget grown to
+    `bin.bucket_pairs` of the most pairs wanted (enough by construction: the inputs are the same).
+
+    Returns (outputs, stats, the RenderConfig used). For renders many frames at a time (evaluation,
+    ground truth, warp views), where `render`'s own growth cannot act because it runs under jit.
+    """
+    out, stats = fn(cfg)
+    if cfg.grow_pairs and np.any(np.asarray(stats["over_budget"]) > 0):
+        cfg = dataclasses.replace(cfg, max_pairs=binning.bucket_pairs(int(np.max(stats["num_pairs"]))))
+        out, stats = fn(cfg)
+    return out, stats, cfg
+
+
+def _render(splats: Splats, camera: Camera, background, cfg: RenderConfig, means2d_offset) -> RenderOut:
+    """`render` with the budget as given."""
     chex.assert_rank(camera.viewmat, 2)
     W, H = camera.width, camera.height
     n = splats.means.shape[0]
@@ -148,7 +181,8 @@ def render(
     values = pack_values(colors, proj.depths, splats.features)  # (N, 3 + 1 + 1 + F)
 
     tiles_x, tiles_y = binning.tile_grid(W, H, cfg.tile_size)
-    layout = comp.Layout(tiles_x, tiles_y, cfg.tile_size, cfg.chunk_size, cfg.chunk_batch)
+    chunk_batch = cfg.chunk_batch or auto_chunk_batch(jax.default_backend())
+    layout = comp.Layout(tiles_x, tiles_y, cfg.tile_size, cfg.chunk_size, chunk_batch)
     bins = binning.bin_gaussians(
         proj.means2d,
         proj.radii,
@@ -160,7 +194,7 @@ def render(
         cfg.tile_capacity,
         resolve_max_pairs(cfg, n, W, H),
         cfg.chunk_size,
-        cfg.chunk_batch,
+        chunk_batch,
     )
     # Culled Gaussians are never binned; zeroing their opacity also keeps NaN-free inputs to the compositor.
     opac = jnp.where(proj.valid, splats.opacities, 0.0)

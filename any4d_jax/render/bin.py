@@ -9,8 +9,12 @@ Pipeline, every array static in shape:
 2. expand each Gaussian's tile rectangle into pairs, in depth order, into a budget of `max_pairs` slots
    (pairs past the budget are the farthest ones and are counted as dropped);
 3. stable sort of pairs by tile id: inside a tile they stay front to back (exact order, no quantised depth);
-4. keep the nearest `tile_capacity` pairs of each tile (the rest are counted as dropped);
+4. with a `tile_capacity`, keep the nearest that many pairs of each tile (the rest are counted as dropped);
+   without one (the default) every pair is kept: chunk slots suffice for any split of the pairs over tiles;
 5. cut every tile's list into chunks; chunk m holds (tile, up to chunk_size Gaussian ids; N = padding).
+
+The pair budget is the one capacity that can overflow. `bucket_pairs` gives the grown budget (a power of
+two), which the callers that can re-run a render use (see RenderConfig.grow_pairs).
 """
 
 from __future__ import annotations
@@ -50,12 +54,29 @@ def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
     return -(-width // tile_size), -(-height // tile_size)
 
 
-def auto_max_pairs(num_gaussians: int, width: int, height: int, tile_size: int, tile_capacity: int) -> int:
-    """Default pair budget: 8 tiles per Gaussian, at least 2 full chunks of 32 per tile, at most the cap."""
+def auto_max_pairs(
+    num_gaussians: int, width: int, height: int, tile_size: int, tile_capacity: int | None = None
+) -> int:
+    """Default pair budget: 8 tiles per Gaussian, at least 64 pairs per tile (at most what a tile cap can
+    keep, plus one tile per Gaussian of slack)."""
     tx, ty = tile_grid(width, height, tile_size)
     num_tiles = tx * ty
     budget = max(8 * num_gaussians, 64 * num_tiles, 1024)
-    return int(min(budget, num_tiles * tile_capacity + 8 * num_gaussians))
+    if tile_capacity is not None:
+        budget = min(budget, num_tiles * tile_capacity + 8 * num_gaussians)
+    return int(budget)
+
+
+def bucket_pairs(needed: int) -> int:
+    """The budget to grow to when a render wants `needed` pairs: the power of two >= 1.25 x needed (headroom
+    for the scene to grow, and few distinct shapes so few recompiles). Raises ValueError past 2^30 pairs."""
+    want = int(needed) + int(needed) // 4 + 1
+    if want >= _SATURATE:
+        raise ValueError(
+            f"render: a frame wants {int(needed)} tile-Gaussian pairs, more than the binning supports "
+            f"({_SATURATE}); lower the resolution or the number of Gaussians"
+        )
+    return 1 << (want - 1).bit_length()
 
 
 def num_chunk_slots(max_pairs: int, num_tiles: int, chunk_size: int, chunk_batch: int) -> int:
@@ -91,12 +112,15 @@ def bin_gaussians(
     width: int,
     height: int,
     tile_size: int,
-    tile_capacity: int,
+    tile_capacity: int | None,
     max_pairs: int,
     chunk_size: int,
     chunk_batch: int,
 ) -> Bins:
-    """Bin N projected Gaussians (means2d (N, 2), radii (N, 2) int32, depths (N,), valid (N,)) into chunks."""
+    """Bin N projected Gaussians (means2d (N, 2), radii (N, 2) int32, depths (N,), valid (N,)) into chunks.
+
+    tile_capacity: None keeps every pair of every tile; an int keeps the nearest that many per tile.
+    """
     n = means2d.shape[0]
     tiles_x, tiles_y = tile_grid(width, height, tile_size)
     num_tiles = tiles_x * tiles_y
@@ -132,7 +156,7 @@ def bin_gaussians(
 
     per_tile = jnp.zeros(num_tiles + 1, jnp.int32).at[tile].add(1)[:num_tiles]
     tile_start = jnp.cumsum(per_tile) - per_tile
-    kept = jnp.minimum(per_tile, tile_capacity)
+    kept = per_tile if tile_capacity is None else jnp.minimum(per_tile, tile_capacity)
     chunks = (kept + Q - 1) // Q
     chunk_end = jnp.cumsum(chunks)  # inclusive
     num_chunks = chunk_end[-1]
@@ -150,10 +174,13 @@ def bin_gaussians(
     chunk_first = jnp.where(used, j == 0, True)
     chunk_last = jnp.where(used, j == chunks[tc] - 1, True)
 
-    dropped = jnp.sum(per_tile - kept) + jnp.maximum(total - P, 0)
+    over_budget = jnp.maximum(total - P, 0)
+    dropped = jnp.sum(per_tile - kept) + over_budget
     stats = {
         "num_visible": jnp.sum(valid).astype(jnp.int32),
         "num_pairs": total.astype(jnp.int32),
+        "max_pairs": jnp.int32(P),
+        "over_budget": over_budget.astype(jnp.int32),
         "dropped_pairs": dropped.astype(jnp.int32),
         "max_per_tile": jnp.max(per_tile).astype(jnp.int32),
         "num_chunks": num_chunks.astype(jnp.int32),

@@ -40,6 +40,11 @@ class Channels(NamedTuple):
 CHANNELS = Channels()
 
 
+def auto_chunk_batch(backend: str) -> int:
+    """RenderConfig.chunk_batch when None: 32 on CPU, 1024 on accelerators (see RenderConfig)."""
+    return 32 if backend == "cpu" else 1024
+
+
 @struct.dataclass
 class Splats:
     """Gaussians in activated form, at one instant, in world coordinates.
@@ -70,11 +75,23 @@ class RenderConfig:
 
     near, far:      depth range; Gaussians whose centre lies outside are culled.
     tile_size:      tile edge in pixels.
-    tile_capacity:  most Gaussians a tile composites (the nearest ones); the rest are counted as dropped.
-    max_pairs:      global budget of tile-Gaussian pairs (static shape). None: `auto_max_pairs`. Pairs beyond
-                    it are dropped farthest-first and counted in stats["dropped_pairs"].
+    tile_capacity:  None (default): no per-tile cap; the compositor's work is proportional to the real
+                    number of pairs, whatever their split over tiles. An int keeps only that many nearest
+                    Gaussians per tile and counts the rest in stats["dropped_pairs"] (a quality loss).
+    max_pairs:      global budget of tile-Gaussian pairs (static shape; the binning sort is O(max_pairs)).
+                    None: `bin.auto_max_pairs` (8 per Gaussian). Pairs beyond it are dropped farthest-first
+                    and counted in stats["over_budget"] and stats["dropped_pairs"].
+    grow_pairs:     when a render overflows max_pairs, callers that can re-run it do so with the budget grown
+                    to `bin.bucket_pairs` (a power of two >= 1.25 x the pairs wanted, so it recompiles
+                    rarely): `render` itself on concrete inputs (outside jit), evaluation renders, and the
+                    training loop (which undoes the overflowing step and redoes it). Under a user's own jit
+                    the overflow can only be reported (stats["over_budget"]).
     chunk_size:     Gaussians per work item of a tile (the compositor processes tiles in chunks of this size).
-    chunk_batch:    chunks processed together per loop step (memory ~ chunk_batch * tile_size^2 * chunk_size).
+    chunk_batch:    chunks processed together per step of the compositor's sequential loop (memory ~
+                    chunk_batch * tile_size^2 * chunk_size floats per temporary). None: `auto_chunk_batch`,
+                    32 on CPU (small temporaries stay in cache) and 1024 on GPU/TPU, where every loop step
+                    costs kernel launches: 300k Gaussians at 360 x 480 make ~10^5 chunks, ~3,000 steps of 32
+                    but ~100 of 1024.
     sh_degree:      use SH bands up to this degree (None: all stored bands).
     validate:       check input values eagerly (outside jit) and raise ValueError on bad input.
     """
@@ -82,10 +99,11 @@ class RenderConfig:
     near: float = 0.01
     far: float = 1e10
     tile_size: int = 16
-    tile_capacity: int = 1024
+    tile_capacity: int | None = None
     max_pairs: int | None = None
+    grow_pairs: bool = True
     chunk_size: int = 16
-    chunk_batch: int = 32
+    chunk_batch: int | None = None
     sh_degree: int | None = None
     validate: bool = True
 
@@ -98,7 +116,8 @@ class RenderOut:
     alpha:    (H, W)    accumulated opacity, 1 - final transmittance.
     depth:    (H, W)    expected depth: sum(w z) / alpha (0 where alpha ~ 0).
     features: (H, W, F) composited extra channels (no background), or None.
-    stats:    dict of int32 scalars: num_visible, num_pairs (wanted), dropped_pairs, max_per_tile, num_chunks.
+    stats:    dict of int32 scalars: num_visible, num_pairs (wanted), max_pairs (the budget), over_budget
+              (pairs beyond it), dropped_pairs (over_budget + tile-cap drops), max_per_tile, num_chunks.
     aux:      per-Gaussian projection outputs: means2d (N, 2), radii (N, 2) int32, depths (N,); means2d is
               differentiable, so its gradient gives the screen-space signal used by densification.
     """

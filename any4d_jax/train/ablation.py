@@ -24,7 +24,7 @@ from any4d_jax.io import workdir as workdir_lib
 from any4d_jax.model import motion
 from any4d_jax.train import state as state_lib
 from any4d_jax.train import step as step_lib
-from any4d_jax.train.loop import LoopFns, LoopResult, Schedule, run_loop
+from any4d_jax.train.loop import LoopFns, LoopResult, Schedule, growing, run_loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,13 +117,21 @@ def make_functions(setup: state_lib.Setup, optimizer, vmapped: bool = True, jit=
     """The loop's (step, densify), jitted; vmapped over a leading variant axis when `vmapped`.
 
     step(state, data) -> (state, metrics): data (every training frame) is shared, states are per variant.
+    A render of any variant that overflows the pair budget undoes the step of all variants (the guard sits
+    outside the vmap), so the loop's redo with a grown budget keeps every variant on the same step.
     """
-    step = step_lib.keep_finite(step_lib.make_train_step(setup, optimizer))
-    dens = functools.partial(step_lib.densify_round, setup=setup)
-    if vmapped:
-        step = jax.vmap(step, in_axes=(0, None))
-        dens = jax.vmap(dens, in_axes=(0, None))
-    return LoopFns(jit(step, donate_argnums=(0,)), jit(dens, donate_argnums=(0,)))
+
+    def build(s: state_lib.Setup):
+        step = step_lib.keep_finite(step_lib.make_train_step(s, optimizer, guard=False))
+        dens = functools.partial(step_lib.densify_round, setup=s)
+        if vmapped:
+            step = jax.vmap(step, in_axes=(0, None))
+            dens = jax.vmap(dens, in_axes=(0, None))
+        if s.model.render.grow_pairs:
+            step = step_lib.within_budget(step)
+        return jit(step, donate_argnums=(0,)), jit(dens, donate_argnums=(0,))
+
+    return growing(build, setup)
 
 
 def train_variants(
@@ -160,4 +168,4 @@ def train_variants(
         progress=progress,
         desc=f"ablate x{len(vs)}",
     )
-    return state, setup, result
+    return state, state_lib.with_max_pairs(setup, result.max_pairs), result

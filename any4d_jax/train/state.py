@@ -94,7 +94,10 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
         model=ModelSpec(
             motion=motion.motion_config(config, frames.num_times),
             render=RenderConfig(
-                tile_capacity=config.render.tile_capacity, max_pairs=config.render.max_pairs, validate=False
+                tile_capacity=config.render.tile_capacity,
+                max_pairs=config.render.max_pairs,
+                grow_pairs=bool(config.render.grow_pairs),
+                validate=False,
             ),
             background=tuple(float(x) for x in config.render.background),
         ),
@@ -105,6 +108,14 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
         time_ramp_steps=t.time_ramp_steps,
         rigidity_k=t.rigidity_k,
     )
+
+
+def with_max_pairs(setup: Setup, max_pairs: int | None) -> Setup:
+    """`setup` with the renderer's pair budget set to `max_pairs` (None: unchanged)."""
+    if max_pairs is None:
+        return setup
+    render = dataclasses.replace(setup.model.render, max_pairs=int(max_pairs))
+    return dataclasses.replace(setup, model=dataclasses.replace(setup.model, render=render))
 
 
 def scene_extent(cams: Camera) -> float:

@@ -4,6 +4,7 @@
     make_step(setup, optimizer)                    the step on a given batch (F frames, leading axis)
     sample_batch(state, data, setup, F)            the time curriculum: F frames drawn from a growing window
     make_train_step(setup, optimizer, F)           sample_batch then step: what the loop jits
+    within_budget(step)                            the step undone when a render overflowed its pair budget
     densify_round(state, extent, setup)            one density-control round: (state, no_room)
 
 One device is the F = 1 case (one frame, rendered without a batch axis); the data-parallel step is the same
@@ -57,6 +58,9 @@ def loss_fn(params, offset, state: TrainState, frame: dict, setup: Setup):
         "psnr": metrics.psnr(out.rgb, frame["rgb"]),
         "radii": out.aux["radii"],
         "dropped_pairs": out.stats["dropped_pairs"],
+        "num_pairs": out.stats["num_pairs"],
+        "max_pairs": out.stats["max_pairs"],
+        "over_budget": out.stats["over_budget"],
     }
     return sum(parts.values()), aux
 
@@ -92,7 +96,9 @@ def make_step(setup: Setup, optimizer: optax.GradientTransformation, batch_shard
 
     batch: dict as `state.frames_to_data` gives it with a leading F on every leaf. batch_sharding: optional
     NamedSharding of the batch (leading axis over a mesh); None = whatever the inputs carry.
-    metrics: loss, psnr (mean over the batch), dropped_pairs (sum), loss/<part> (means).
+    metrics: loss, psnr (mean over the batch), dropped_pairs (sum), num_pairs / over_budget (max over the
+    frames: the most pairs a render wanted, and by how much it overflowed the budget max_pairs),
+    loss/<part> (means).
     """
 
     def step(state: TrainState, batch: dict):
@@ -107,6 +113,9 @@ def make_step(setup: Setup, optimizer: optax.GradientTransformation, batch_shard
             "loss": loss,
             "psnr": jnp.mean(aux["psnr"]),
             "dropped_pairs": jnp.sum(aux["dropped_pairs"]),
+            "num_pairs": jnp.max(aux["num_pairs"]),
+            "max_pairs": jnp.max(aux["max_pairs"]),
+            "over_budget": jnp.max(aux["over_budget"]),
             **{f"loss/{k}": jnp.mean(v) for k, v in aux["parts"].items()},
         }
         return new, out
@@ -132,8 +141,15 @@ def sample_batch(state: TrainState, data: dict, setup: Setup, batch_size: int):
     return rng, jax.tree_util.tree_map(lambda x: x[idx], data)
 
 
-def make_train_step(setup: Setup, optimizer, batch_size: int = 1, batch_sharding=None):
-    """`(state, data) -> (state, metrics)`: `sample_batch` from every training frame, then the step."""
+def make_train_step(
+    setup: Setup, optimizer, batch_size: int = 1, batch_sharding=None, guard: bool | None = None
+):
+    """`(state, data) -> (state, metrics)`: `sample_batch` from every training frame, then the step.
+
+    guard (default: setup.model.render.grow_pairs): wrap it in `within_budget`, so a step whose render
+    overflowed the pair budget changes nothing and the loop can grow the budget and redo it. The ablation
+    passes False and guards its vmapped step as a whole (all variants redo together).
+    """
     step = make_step(setup, optimizer, batch_sharding)
 
     def train_step(state: TrainState, data: dict):
@@ -141,7 +157,22 @@ def make_train_step(setup: Setup, optimizer, batch_size: int = 1, batch_sharding
         new, metrics_ = step(state, batch)
         return new.replace(rng=rng), metrics_
 
-    return train_step
+    guard = setup.model.render.grow_pairs if guard is None else guard
+    return within_budget(train_step) if guard else train_step
+
+
+def within_budget(step):
+    """`step` whose update is undone entirely (parameters, optimizer, statistics, RNG and step counter)
+    when any render in it overflowed the pair budget (metrics["over_budget"] > 0, for any frame or, with a
+    vmapped step, any variant). Redoing it with a larger budget then takes exactly the step that was asked
+    for: same frames, same RNG. The loop does that (train/loop.py); nothing is dropped."""
+
+    def guarded(state, data):
+        new, m = step(state, data)
+        over = jnp.any(m["over_budget"] > 0)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(over, b, a), new, state), m
+
+    return guarded
 
 
 def all_finite(tree) -> jnp.ndarray:

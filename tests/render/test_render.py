@@ -11,7 +11,7 @@ from conftest import fast_jit, pinhole, random_splats
 
 from any4d_jax.geometry import cameras
 from any4d_jax.render import RenderConfig, Splats, render
-from any4d_jax.render.bin import tile_grid
+from any4d_jax.render.bin import bucket_pairs, tile_grid
 from any4d_jax.render.project import project
 from any4d_jax.render.reference import render_reference
 
@@ -219,11 +219,51 @@ def test_tile_capacity_and_pair_budget_overflow_are_reported(key):
     assert float(jnp.max(jnp.abs(capped.rgb - full.rgb))) > 1e-3  # dropping is visible, and reported
 
     budget = int(counts.sum()) - 50
-    short = fast_jit(
-        lambda s: render(s, cam, BG, RenderConfig(chunk_size=16, chunk_batch=8, max_pairs=budget))
-    )(splats)
-    assert int(short.stats["dropped_pairs"]) == 50
+    short_cfg = RenderConfig(chunk_size=16, chunk_batch=8, max_pairs=budget)
+    short = fast_jit(lambda s: render(s, cam, BG, short_cfg))(splats)  # under jit: reported, not grown
+    assert int(short.stats["dropped_pairs"]) == int(short.stats["over_budget"]) == 50
     assert int(short.stats["num_pairs"]) == counts.sum()
+    assert int(short.stats["max_pairs"]) == budget
+    assert float(jnp.max(jnp.abs(short.rgb - full.rgb))) > 1e-3
+
+    # Outside jit the same call grows the budget to a power of two and drops nothing.
+    grown = render(splats, cam, BG, short_cfg)
+    assert int(grown.stats["over_budget"]) == int(grown.stats["dropped_pairs"]) == 0
+    assert int(grown.stats["max_pairs"]) == bucket_pairs(int(counts.sum()))
+    np.testing.assert_allclose(np.asarray(grown.rgb), np.asarray(full.rgb), atol=1e-6)
+
+
+def test_bucket_pairs_is_a_power_of_two_with_headroom():
+    for needed in (1, 7, 100, 1000, 4096, 123_457, 2_000_000):
+        b = bucket_pairs(needed)
+        assert b & (b - 1) == 0 and b >= 1.25 * needed and b < 2.5 * needed + 2
+    with pytest.raises(ValueError, match="more than the binning supports"):
+        bucket_pairs(1 << 30)
+
+
+def test_a_tile_with_more_gaussians_than_the_old_cap_composites_all_of_them(key):
+    """1300 faint, wide Gaussians over one 16 x 16 tile: every one contributes (T stays > 1e-4), so the
+    default (no per-tile cap) must match the dense reference while a cap of 1024 visibly drops 276."""
+    n = 1300
+    cam = pinhole(16, 16, focal=16.0)
+    k1, k2 = jax.random.split(key)
+    means = jnp.concatenate(
+        [0.05 * jax.random.normal(k1, (n, 2)), jnp.linspace(2.0, 6.0, n)[:, None]], axis=-1
+    )
+    splats = Splats(
+        means=means,
+        quats=jnp.tile(jnp.array([1.0, 0.0, 0.0, 0.0]), (n, 1)),
+        scales=jnp.full((n, 3), 4.0),
+        opacities=jnp.full((n,), 0.005),
+        colors=jax.random.uniform(k2, (n, 3)),
+    )
+    ref = render_reference(splats, cam, BG)
+    out = render(splats, cam, BG, CFG)
+    assert int(out.stats["max_per_tile"]) == n and int(out.stats["dropped_pairs"]) == 0
+    np.testing.assert_allclose(np.asarray(out.rgb), np.asarray(ref.rgb), atol=2e-5)
+    capped = render(splats, cam, BG, RenderConfig(chunk_size=16, chunk_batch=8, tile_capacity=1024))
+    assert int(capped.stats["dropped_pairs"]) == n - 1024
+    assert float(jnp.max(jnp.abs(capped.rgb - ref.rgb))) > 1e-3
 
 
 def test_fit_200_gaussians_to_a_target_image(key):

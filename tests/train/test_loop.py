@@ -195,6 +195,53 @@ def test_density_control_overflow_is_counted_logged_and_shown(frames, tmp_path):
     assert [(r["step"], r["no_room"]) for r in rows] == [(4, 0), (5, int(result.no_room))]
 
 
+def test_an_overflowing_step_grows_the_pair_budget_and_is_redone_exactly(frames, full, tmp_path, capsys):
+    """A pair budget far too small: each step that overflows is undone, the budget grows to a power of two
+    (said in one line), the step is redone with the same frame and RNG, and the run ends exactly where the
+    run that never overflowed ends, with no pair dropped. The grown budget is what evaluation gets."""
+    c = tiny_config()
+    c.render.max_pairs = 64
+    state, setup = loop.train(c, frames, str(tmp_path), progress=False)
+    assert_same_state(full, state)
+    out = capsys.readouterr()
+    lines = [ln for ln in (out.out + out.err).splitlines() if ln.startswith("render: step")]
+    assert lines and "more than its budget of 64" in lines[0] and "the step is redone" in lines[0]
+    grown = setup.model.render.max_pairs
+    assert grown > 64 and grown & (grown - 1) == 0
+    rows = workdir_lib.read_metrics(os.path.join(str(tmp_path), workdir_lib.TRAIN_METRICS))
+    assert all(r["dropped_pairs_total"] == 0 and r["over_budget"] == 0 for r in rows)
+    assert rows[-1]["num_pairs"] <= rows[-1]["max_pairs"] == grown
+
+
+def test_a_hard_pair_budget_drops_and_says_so(frames, tmp_path, capsys):
+    """grow_pairs=False: the budget is a hard cap; the dropped pairs are summed over the run, logged and
+    warned about (never silent)."""
+    c = tiny_config()
+    c.render.max_pairs, c.render.grow_pairs = 64, False
+    c.train.num_steps, c.train.densify_until, c.train.log_every = 4, -1, 1
+    setup = state_lib.make_setup(c, frames)
+    extent = state_lib.scene_extent(frames.cameras)
+    opt = state_lib.make_optimizer(c, extent)
+    state = state_lib.init_state(c, setup, frames, opt)
+    writer = workdir_lib.MetricsWriter(str(tmp_path / "m.jsonl"))
+    fns = loop.single_device_fns(setup, opt)
+    assert fns.grow is None
+    _, result = loop.run_loop(
+        state,
+        state_lib.frames_to_data(frames),
+        fns,
+        loop.Schedule.from_config(c.train),
+        extent,
+        writer=writer,
+        progress=False,
+    )
+    rows = workdir_lib.read_metrics(writer.path)
+    assert int(result.dropped_pairs) == rows[-1]["dropped_pairs_total"] > 0 and result.max_pairs is None
+    assert sum(r["dropped_pairs"] for r in rows) == rows[-1]["dropped_pairs_total"]  # every step logged
+    out = capsys.readouterr()
+    assert f"warning: {int(result.dropped_pairs)} tile-Gaussian pairs were dropped" in out.out + out.err
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(frames, tmp_path, monkeypatch):
     original = step_lib.make_train_step
 

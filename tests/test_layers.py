@@ -137,3 +137,24 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path):
     ]
     assert layer("any4d_jax.train.loop") > layer("any4d_jax.model.gaussians")
     assert "#" not in found[1][3]  # an uncommented lazy import would be refused
+
+
+def test_importing_the_package_starts_no_jax_backend():
+    """JAX's GPU allocator is configured by environment variables read when its first backend starts
+    (jobs/accelerator.py, before a CUDA generator loads), and `jax.distributed.initialize` must come before
+    it too: so importing any module of the package must not create a JAX array (module-level constants are
+    numpy). Checked in a fresh interpreter over every module."""
+    import subprocess
+    import sys
+
+    names = sorted(n for n in _modules() if not n.startswith("any4d_jax.viewer.static"))
+    code = (
+        "import importlib, sys\n"
+        f"for n in {names!r}:\n"
+        "    importlib.import_module(n)\n"
+        "from jax._src import xla_bridge\n"
+        "print(xla_bridge.backends_are_initialized())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False", "an import created a JAX array (use numpy there)"

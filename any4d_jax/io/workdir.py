@@ -141,9 +141,15 @@ def _move_aside(mgr: ocp.CheckpointManager, step: int) -> str:
 
 def _try_restore(mgr: ocp.CheckpointManager, step: int, target):
     """(restored, None) or (None, why it cannot be used)."""
-    args = ocp.args.StandardRestore(target) if target is not None else ocp.args.StandardRestore()
     try:
-        restored = mgr.restore(step, args=args)
+        if target is None:  # onto this process' first device, whatever mesh wrote it (orbax would refuse
+            # a checkpoint of a multi-device run with "Topology mismatch")
+            meta = ocp.StandardCheckpointer().metadata(mgr.directory / str(step) / "default")
+            one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = jax.tree_util.tree_map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta.item_metadata.tree
+            )
+        restored = mgr.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:  # orbax/tensorstore raise many types for damaged files
         return None, " ".join(str(e).split())[:200] or type(e).__name__
     if not all_finite(restored):

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from any4d_jax.data.frames import Frames
 from any4d_jax.errors import Interrupted
 from any4d_jax.io import workdir as workdir_lib
+from any4d_jax.render.bin import bucket_pairs
 from any4d_jax.train import parallel
 from any4d_jax.train import state as state_lib
 from any4d_jax.train import step as step_lib
@@ -79,16 +80,40 @@ class Schedule:
 
 
 class LoopFns(NamedTuple):
-    """The jitted functions the loop calls: step(state, data) -> (state, metrics); densify(state, extent)."""
+    """The jitted functions the loop calls: step(state, data) -> (state, metrics); densify(state, extent).
+
+    grow: None, or grow(needed_pairs) -> LoopFns whose step renders with a larger pair budget. With it the
+    step must be guarded (`step.within_budget`): an overflowing step changes nothing, and the loop grows the
+    budget and redoes it. max_pairs: the budget of `step` when it was grown (None: the setup's own).
+    """
 
     step: Callable
     densify: Callable
+    grow: Callable | None = None
+    max_pairs: int | None = None
 
 
 class LoopResult(NamedTuple):
     last: dict  # the metrics of the last log step, as numpy (per variant for vmapped steps)
     first_bad: np.ndarray  # () or (V,) first check (log step) that found a variant diverged, -1 where none
     no_room: np.ndarray  # () or (V,) density-control requests that found no free slot (capacity full)
+    dropped_pairs: np.ndarray  # () or (V,) tile-Gaussian pairs dropped over the whole run (0 when growing)
+    max_pairs: int | None  # the pair budget the step ended with, when the loop grew it (else None)
+
+
+def growing(build: Callable, setup: state_lib.Setup) -> LoopFns:
+    """LoopFns from build(setup) -> (step, densify), able to grow the pair budget when the setup's render
+    does (RenderConfig.grow_pairs): grow(needed) rebuilds the step for `bin.bucket_pairs(needed)` pairs and
+    keeps the density round (which does not render, so it is not recompiled)."""
+    step, dens = build(setup)
+    if not setup.model.render.grow_pairs:
+        return LoopFns(step, dens)
+
+    def grow(needed: int) -> LoopFns:
+        bigger = state_lib.with_max_pairs(setup, bucket_pairs(needed))
+        return growing(build, bigger)._replace(densify=dens)
+
+    return LoopFns(step, dens, grow, setup.model.render.max_pairs)
 
 
 def _host(m: dict) -> dict:
@@ -177,6 +202,10 @@ def run_loop(
 
     signals: SIGINT/SIGTERM finish the current step, write a checkpoint of it and raise `Interrupted` (rerun
     to resume). Density-control overflow (`no_room`) is counted, shown on the bar and logged.
+
+    Pair budget: with `fns.grow`, every step's over_budget is read (one scalar per step) and a step that
+    overflowed (and was undone by its guard) is redone after `fns.grow` recompiles it with a larger budget,
+    said in one line. Without it, dropped pairs are summed over the run and reported (bar, log, result).
     Returns (state, LoopResult).
     """
     steps = np.asarray(state.step)
@@ -187,7 +216,6 @@ def run_loop(
     last: dict = {}
     where = "" if checkpoints is None else str(checkpoints.directory)
     bar = tqdm(
-        range(start, schedule.stop),
         desc=desc,
         initial=start,
         total=schedule.num_steps,
@@ -197,6 +225,7 @@ def run_loop(
     )
     t_log, n_log = time.perf_counter(), start
     bad_seen = None  # device-side: variants whose update was undone since the start (not strict)
+    dropped = jnp.zeros(steps.shape, jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)  # device-side
     saved = -1
 
     def check(n: int, loss) -> None:
@@ -216,10 +245,21 @@ def run_loop(
             checkpoints.save(n, args=ocp.args.StandardSave(state), force=True)
             saved = n
 
+    n = start
     with _Signals() if signals else contextlib.nullcontext() as sig:
-        for s in bar:
+        while n < schedule.stop:
             state, m = fns.step(state, data)
-            n = s + 1
+            if fns.grow is not None and np.any(np.asarray(m["over_budget"]) > 0):
+                wanted, had = int(np.max(m["num_pairs"])), int(np.max(m["max_pairs"]))
+                fns = fns.grow(wanted)
+                tqdm.write(
+                    f"render: step {n + 1} wants {wanted} tile-Gaussian pairs, more than its budget of "
+                    f"{had}; the budget grows to {fns.max_pairs} (one recompile) and the step is redone"
+                )
+                continue
+            n += 1
+            bar.update(1)
+            dropped = dropped + m["dropped_pairs"]
             if "finite" in m:
                 bad_seen = ~m["finite"] if bad_seen is None else bad_seen | ~m["finite"]
             log, ckpt = schedule.log_due(n), checkpoints is not None and schedule.checkpoint_due(n)
@@ -232,6 +272,7 @@ def run_loop(
                 last["step_time_s"] = np.float64((now - t_log) / max(1, n - n_log))  # includes compile
                 last["gaussians"] = np.asarray(jnp.sum(state.active, axis=-1))
                 last["no_room"] = no_room.copy()
+                last["dropped_pairs_total"] = np.asarray(dropped)
                 t_log, n_log = now, n
                 if writer is not None:
                     writer.write(n, {k: _json_value(v) for k, v in last.items()})
@@ -239,7 +280,7 @@ def run_loop(
                     loss=f"{np.nanmean(last['loss']):.4f}",
                     psnr=f"{np.nanmean(last['psnr']):.2f}",
                     n=str(int(np.mean(last["gaussians"]))),
-                    dropped=int(np.sum(last["dropped_pairs"])),
+                    dropped=int(np.sum(last["dropped_pairs_total"])),
                 )
                 if np.any(no_room):
                     post["no_room"] = str(int(np.sum(no_room)))  # a str: tqdm writes big ints as 2e+4
@@ -272,14 +313,25 @@ def run_loop(
     bar.close()
     if checkpoints is not None:
         checkpoints.wait_until_finished()
-    return state, LoopResult(last, first_bad, no_room)
+    dropped = np.asarray(dropped)
+    if np.any(dropped):
+        tqdm.write(
+            f"warning: {int(np.sum(dropped))} tile-Gaussian pairs were dropped over the run "
+            "(render.max_pairs is a hard budget with render.grow_pairs=False, or render.tile_capacity caps)"
+        )
+    return state, LoopResult(last, first_bad, no_room, dropped, fns.max_pairs)
 
 
 def single_device_fns(setup: state_lib.Setup, optimizer, batch_size: int = 1, jit=jax.jit) -> LoopFns:
-    """The step (frames drawn by the curriculum, then the step on them) and density round on one device."""
-    step = step_lib.make_train_step(setup, optimizer, batch_size)
-    dens = functools.partial(step_lib.densify_round, setup=setup)
-    return LoopFns(jit(step, donate_argnums=(0,)), jit(dens, donate_argnums=(0,)))
+    """The step (frames drawn by the curriculum, then the step on them) and density round on one device,
+    with pair-budget growth when the setup's render grows."""
+
+    def build(s: state_lib.Setup):
+        step = step_lib.make_train_step(s, optimizer, batch_size)
+        dens = functools.partial(step_lib.densify_round, setup=s)
+        return jit(step, donate_argnums=(0,)), jit(dens, donate_argnums=(0,))
+
+    return growing(build, setup)
 
 
 def train(
@@ -306,20 +358,29 @@ def train(
     desc = "train"
     if devices > 1:
         mesh = parallel.make_mesh(devices)
-        replicated, _ = parallel.shardings(mesh)
-        state, data = jax.device_put(state, replicated), jax.device_put(data, replicated)
-        fns = LoopFns(*parallel.sharded_fns(setup, optimizer, mesh, devices * per))
+        state, data = parallel.replicate(state, mesh), parallel.replicate(data, mesh)
+        fns = growing(lambda s: parallel.sharded_fns(s, optimizer, mesh, devices * per), setup)
         desc = f"train x{devices} devices"
     else:
         fns = single_device_fns(setup, optimizer, per)
-    writer = workdir_lib.MetricsWriter(
-        os.path.join(workdir, workdir_lib.TRAIN_METRICS), start=int(state.step)
-    )
+    lead = jax.process_index() == 0  # multi-host: one process writes the shared workdir's log and curves
+    metrics_path = os.path.join(workdir, workdir_lib.TRAIN_METRICS)
+    writer = workdir_lib.MetricsWriter(metrics_path, start=int(state.step)) if lead else None
     schedule = Schedule.from_config(config.train)
-    state, _ = run_loop(
-        state, data, fns, schedule, extent, checkpoints=mgr, writer=writer, progress=progress, desc=desc
+    state, result = run_loop(
+        state,
+        data,
+        fns,
+        schedule,
+        extent,
+        checkpoints=mgr,
+        writer=writer,
+        progress=progress and lead,
+        desc=desc,
     )
-    workdir_lib.plot_curves(writer.path, os.path.join(workdir, workdir_lib.TRAIN_CURVES))
+    if lead:
+        workdir_lib.plot_curves(metrics_path, os.path.join(workdir, workdir_lib.TRAIN_CURVES))
+    setup = state_lib.with_max_pairs(setup, result.max_pairs)  # evaluation renders with the grown budget
     return (parallel.local_copy(state) if devices > 1 else state), setup
 
 

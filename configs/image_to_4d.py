@@ -53,7 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.generator.guidance_scale = 5.0  # diffusers: classifier-free guidance scale
     c.generator.max_sequence_length = 512  # diffusers (Wan): text tokens
     c.generator.dtype = "float32"  # diffusers: torch dtype of the pipeline (float32 | bfloat16 | float16)
-    c.generator.device = "cpu"  # diffusers: torch device (cpu | cuda)
+    c.generator.device = "cpu"  # diffusers: torch device, cpu | cuda (= JAX's GPU) | cuda:K (JAX trains on K)
+    # diffusers on cuda: share of the GPU JAX preallocates; None = no preallocation (an env var set wins)
+    c.generator.jax_memory_fraction = config_dict.placeholder(float)
     c.generator.warp = ml_collections.ConfigDict()
     c.generator.warp.depth = config_dict.placeholder(float)  # z of the picture centre; None = camera.radius
     c.generator.warp.tilt_deg = 20.0  # depth prior: plane tilt, top of the picture farther (0: fronto)

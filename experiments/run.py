@@ -1,6 +1,8 @@
 """Main entry point: `python -m experiments.run --config=configs/synthetic.py [--config.key=value]`.
 
-Thin by design: parse the config and `--workdir` (default runs/<config name>), then hand over to the library.
+Thin by design: parse the config and `--workdir` (default runs/<config name>), configure JAX's GPU allocator
+when a CUDA generator shares the GPU (jobs/accelerator.py, before JAX's first use), then hand over to the
+library.
 """
 
 import json
@@ -19,16 +21,21 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from any4d_jax.jobs import accelerator  # light (standard library): before anything makes a JAX array
+
+    # A CUDA generator shares the GPU with JAX: no 75% preallocation (or generator.jax_memory_fraction).
+    for k, v in accelerator.configure_jax_memory(FLAGS.config).items():
+        print(f"{k}={v} (generator.device={FLAGS.config.generator.device} shares the GPU with JAX)")
     from any4d_jax.jobs import logs  # light: set the log levels before JAX initialises (it logs at INFO)
 
     logs.configure(FLAGS.verbose)
     parallel = FLAGS.config.get("parallel")
     if parallel is not None and parallel.get("distributed", False):
-        import jax
+        from any4d_jax.train import parallel as parallel_lib  # light: starts no JAX backend
 
-        # Multi-host, before any JAX computation: coordinator, process count and id are detected on SLURM,
-        # Open MPI, Kubernetes and Cloud TPU (see the README for other clusters).
-        jax.distributed.initialize()
+        # Multi-host, before any JAX computation (docs/distributed.md): explicit JAX_* / torchrun / Kubernetes
+        # index variables, else detected on SLURM, Open MPI, Kubernetes and Cloud TPU; gloo on CPU.
+        parallel_lib.initialize()
     from any4d_jax.jobs import run
 
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]

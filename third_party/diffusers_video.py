@@ -16,7 +16,9 @@ Supported pipeline classes (model_index.json `_class_name`):
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -339,10 +341,63 @@ def inspect(path: str) -> PipelineSpec:
 
 
 _DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = "cpu, cuda or cuda:K (K = a CUDA GPU index, e.g. cuda:1)"
+_DEVICE = re.compile(r"cpu|cuda(?::(\d{1,4}))?")
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """generator.device -> ("cpu", None) | ("cuda", None) | ("cuda", K). Pure (no torch).
+
+    InputError (one line naming the key) for anything else: "gpu", "cuda:", "cuda:-1", "mps", "cuda:0,1"."""
+    m = _DEVICE.fullmatch(device) if isinstance(device, str) else None
+    if m is None:
+        raise InputError(f"--config.generator.device={device!r}: must be {DEVICES}")
+    if device == "cpu":
+        return "cpu", None
+    return "cuda", None if m.group(1) is None else int(m.group(1))
+
+
+def check_cuda(device: str, available: bool, count: int) -> None:
+    """Refuse a CUDA generator.device torch cannot use (pure: pass torch.cuda.is_available() and
+    torch.cuda.device_count()); one-line InputError naming the key and the fix. "cpu" always passes."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return
+    if not available:
+        raise InputError(
+            f"--config.generator.device={device}: torch sees no CUDA GPU (torch.cuda.is_available() is "
+            "False: a CPU-only torch wheel, no driver, or CUDA_VISIBLE_DEVICES empty); use "
+            "--config.generator.device=cpu or install a CUDA build of torch"
+        )
+    if index is not None and index >= count:
+        raise InputError(
+            f"--config.generator.device={device}: torch sees {count} CUDA GPU(s) "
+            f"(cuda:0 to cuda:{count - 1}); pick one of them"
+        )
+
+
+def cuda_status() -> tuple[bool, int]:
+    """(torch.cuda.is_available(), torch.cuda.device_count()): what `check_cuda` needs. Imports torch."""
+    import torch
+
+    available = bool(torch.cuda.is_available())
+    return available, int(torch.cuda.device_count()) if available else 0
+
+
+def free_memory(device: str) -> None:
+    """Collect unreachable torch objects (a dropped pipeline's modules hold reference cycles) and, on a CUDA
+    device, hand torch's cached blocks back to the driver so that JAX can use them."""
+    gc.collect()
+    if parse_device(device)[0] == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def load(spec: PipelineSpec, dtype: str = "float32", device: str = "cpu") -> Any:
-    """The pipeline, from its folder only (local_files_only=True), on `device`, progress bar off."""
+    """The pipeline, from its folder only (local_files_only=True), on `device` (a torch device string,
+    cpu | cuda | cuda:K), progress bar off. The caller drops it after generating (`free_memory`)."""
     import diffusers
     import torch
 

@@ -10,6 +10,10 @@ A generator turns a prompt and a camera trajectory into a video seen by exactly 
 invented), not the foreground mask that `data.synthetic` returns; `jobs/prompt.py` drops it before
 reconstruction. Backends are picked by name (`--config.generator.name`); the registry maps names to
 "module:factory" strings, so torch is only imported when the `diffusers` backend is asked for.
+
+Optional backend hooks: a static `jax_device(config)` (the JAX device to generate and train on, see
+`jax_device`), `scene(prompt, trajectory)` (rebuild the scene without generating, for frames reloaded from
+disk: `for_saved_frames`) and `render_views(prompt, cameras, times)` (ground truth: `ground_truth`).
 """
 
 from __future__ import annotations
@@ -81,17 +85,51 @@ def register(name: str, target: str) -> None:
     BACKENDS[name] = target
 
 
-def make_generator(config: ml_collections.ConfigDict) -> Generator:
-    """The backend named by config.generator.name, built from the whole experiment config."""
-    name = config.generator.name
+def backend_factory(name: str) -> Any:
+    """The factory (usually the class) registered as `name`; imports its module, builds nothing."""
     if name not in BACKENDS:
         raise InputError(f"generator.name {name!r} is unknown; choose one of {sorted(BACKENDS)}")
     module, factory = BACKENDS[name].split(":")
-    gen = getattr(importlib.import_module(module), factory)(config)
+    return getattr(importlib.import_module(module), factory)
+
+
+def make_generator(config: ml_collections.ConfigDict) -> Generator:
+    """The backend named by config.generator.name, built from the whole experiment config."""
+    name = config.generator.name
+    gen = backend_factory(name)(config)
     if not isinstance(gen, Generator):
         raise TypeError(
             f"generator backend {name!r} ({BACKENDS[name]}) does not implement the Generator protocol"
         )
+    return gen
+
+
+def jax_device(config: ml_collections.ConfigDict) -> Any | None:
+    """The JAX device generation and training should run on (`jax.default_device`), or None for JAX's own
+    default. A backend that places its output on a device (the diffusers backend on cuda:K) says so with a
+    static `jax_device(config)`; it is asked before generating so that both sides use one GPU."""
+    fn = getattr(backend_factory(config.generator.name), "jax_device", None)
+    return None if fn is None else fn(config)
+
+
+class SavedGenerator:
+    """Stands for the backend of a clip reloaded from disk (jobs/prompt.py, generated.npz): it has the
+    backend's name and no scene, so `ground_truth` is None and nothing is generated."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+def for_saved_frames(config: ml_collections.ConfigDict, prompt: Prompt, trajectory: Trajectory) -> Any:
+    """The generator to evaluate reloaded frames with, without generating: backends that can rebuild their
+    scene cheaply implement `scene(prompt, trajectory)` (warp: lift the image prompt), and then keep their
+    held-out ground truth; the others (diffusers: a model folder and a GPU the reconstruction does not need)
+    are a `SavedGenerator`."""
+    factory = backend_factory(config.generator.name)
+    if not hasattr(factory, "scene"):
+        return SavedGenerator(config.generator.name)
+    gen = factory(config)
+    gen.scene(prompt, trajectory)
     return gen
 
 

@@ -17,12 +17,22 @@ Frame count and size are checked against the model before anything heavy. The vi
 without a copy. Depth for reconstruction comes from the warp lifting of the first frame (the prompt image, or
 the first generated frame for text) rendered along the trajectory; `mask` marks where that depth is known.
 torch and diffusers are imported only here and in third_party/.
+
+Devices and memory (`generator.device`: cpu | cuda | cuda:K). A CUDA request is refused in the constructor,
+before anything loads, when torch sees no CUDA GPU or fewer than K + 1. With CUDA jax, torch and JAX share a
+GPU: "cuda" means the GPU JAX trains on (its default device), "cuda:K" means GPU K for both (the prompt job
+trains under `jax.default_device` of JAX's GPU K; `jax_device` says which), so the frames never cross
+devices. With CPU jax the video crosses to the host (generate/dlpack.py). The pipeline (and the camera
+adapter) is dropped as soon as the frames are out, and torch's CUDA cache emptied, so training does not run
+beside tens of GB of torch weights; a second `generate` loads the pipeline again.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +61,51 @@ def require_gen_extra() -> None:
         )
 
 
+def resolve_devices(device: str, gpus: Sequence[Any], default: Any = None) -> tuple[str, Any | None]:
+    """(torch device string, JAX device to train on or None) for generator.device. Pure: `gpus` are JAX's
+    local GPU devices (anything with `local_hardware_id`, the CUDA ordinal torch also uses), `default` the
+    device JAX would use by default (jax.config.jax_default_device; None = the first of `gpus`).
+
+      cpu                    -> ("cpu", None): training stays where JAX puts it.
+      cuda,   no JAX GPUs    -> ("cuda", None): the video crosses to the host (CPU jax).
+      cuda,   JAX GPUs       -> ("cuda:<id of JAX's training GPU>", that GPU).
+      cuda:K, no JAX GPUs    -> ("cuda:K", None).
+      cuda:K, JAX GPUs       -> ("cuda:K", JAX's GPU K); InputError when JAX has no GPU K.
+    """
+    from third_party import diffusers_video  # lazy: the device grammar sits with the torch adapter
+
+    kind, index = diffusers_video.parse_device(device)
+    gpus = list(gpus)
+    if kind == "cpu":
+        return "cpu", None
+    if not gpus:
+        return device, None
+    if index is None:
+        dev = default if default in gpus else gpus[0]
+        return f"cuda:{dev.local_hardware_id}", dev
+    for dev in gpus:
+        if dev.local_hardware_id == index:
+            return device, dev
+    seen = ", ".join(f"cuda:{d.local_hardware_id}" for d in gpus)
+    raise InputError(
+        f"--config.generator.device={device}: JAX has no GPU {index} (it sees {seen}); pick one JAX also "
+        "sees, so that generation and training share a GPU"
+    )
+
+
+def jax_gpus() -> list:
+    """JAX's local GPU devices ([] with CPU jax). Initialises JAX's backends."""
+    try:
+        return list(jax.local_devices(backend="gpu"))
+    except RuntimeError:  # "Unknown backend gpu": CPU jax
+        return []
+
+
+def _jax_default_device() -> Any:
+    dev = jax.config.jax_default_device
+    return dev if isinstance(dev, jax.Device) else None
+
+
 class DiffusersGenerator:
     """A local diffusers pipeline under camera control (see module docstring)."""
 
@@ -68,9 +123,12 @@ class DiffusersGenerator:
                 f"generator.camera_conditioning must be one of {list(_CONDITIONINGS)}, "
                 f"got {g.camera_conditioning!r}"
             )
-        require_gen_extra()
         from third_party import camera_adapter, diffusers_video
 
+        diffusers_video.parse_device(g.device)  # refuses "gpu", "cuda:x", "mps"... before torch is imported
+        require_gen_extra()
+        diffusers_video.check_cuda(g.device, *diffusers_video.cuda_status())  # before anything loads
+        self.device = resolve_devices(g.device, jax_gpus(), _jax_default_device())[0]
         self.spec = diffusers_video.inspect(g.model)
         self.cfg = g
         self.warp_settings = warp.settings_from_config(config)
@@ -78,6 +136,12 @@ class DiffusersGenerator:
         self._adapter_cfg = camera_adapter.read_config(self.adapter_dir)
         self.conditioning = self._resolve_conditioning(g.camera_conditioning)
         self._pipe = None
+
+    @staticmethod
+    def jax_device(config: ml_collections.ConfigDict) -> Any | None:
+        """The JAX device to generate and train on so that torch and JAX share a GPU (`resolve_devices`);
+        None when JAX has no GPU or the generator runs on the CPU. jobs/prompt.py asks before generating."""
+        return resolve_devices(config.generator.device, jax_gpus(), _jax_default_device())[1]
 
     def _resolve_conditioning(self, asked: str) -> str:
         spec, where = self.spec, f"generator.model {self.spec.path} ({self.spec.class_name})"
@@ -141,12 +205,20 @@ class DiffusersGenerator:
             warp.first_frame_depth(prompt, trajectory, self.warp_settings)
 
     def pipeline(self):
-        """The loaded pipeline (loaded once)."""
+        """The loaded pipeline (loaded once, until `release`)."""
         if self._pipe is None:
             from third_party import diffusers_video
 
-            self._pipe = diffusers_video.load(self.spec, self.cfg.dtype, self.cfg.device)
+            self._pipe = diffusers_video.load(self.spec, self.cfg.dtype, self.device)
         return self._pipe
+
+    def release(self) -> None:
+        """Drop the pipeline and give its memory back (gc, and torch's CUDA cache on a GPU): `generate` calls
+        this once the frames are out, so training does not run beside the torch weights."""
+        from third_party import diffusers_video
+
+        self._pipe = None
+        diffusers_video.free_memory(self.device)
 
     def _image(self, prompt: Prompt, traj: Trajectory) -> np.ndarray | None:
         if not prompt.image:
@@ -154,28 +226,23 @@ class DiffusersGenerator:
         img = images.load_image(prompt.image, background=self.warp_settings.background)
         return images.fit_image(img, traj.width, traj.height, self.warp_settings.fit)
 
-    def generate(self, prompt: Prompt, trajectory: Trajectory, key: jax.Array) -> Frames:
+    def _video(self, prompt: Prompt, trajectory: Trajectory, image, control, seed: int):
+        """The pipeline's (F, 3, H, W) torch video in [0, 1] on self.device. The pipeline and the adapter are
+        referenced only from this frame (and self._pipe), so `release` frees them once it returns."""
         from third_party import diffusers_video
 
-        self.check(prompt, trajectory)
-        image = self._image(prompt, trajectory)
-        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        control = None
-        if self.conditioning == "warp":
-            splats = warp.lift_first_frame(image, prompt, trajectory, self.warp_settings)
-            control = warp.render_views(splats, trajectory, self.warp_settings)
         pipe = self.pipeline()
         handle = None
         if self.conditioning == "pluecker":
-            import torch
+            import torch  # lazy: the gen extra, only for this backend
 
             from third_party.camera_adapter import PlueckerAdapter
 
-            adapter = PlueckerAdapter.from_pretrained(self.adapter_dir).to(self.cfg.device)
+            adapter = PlueckerAdapter.from_pretrained(self.adapter_dir).to(self.device)
             rays = torch.from_dlpack(trajectory.relative_to_first().pluecker())  # JAX -> torch, no copy
             handle = adapter.attach(pipe.transformer, rays)
         try:
-            video = diffusers_video.run(
+            return diffusers_video.run(
                 pipe,
                 self.spec,
                 num_frames=trajectory.num_frames,
@@ -194,9 +261,23 @@ class DiffusersGenerator:
         finally:
             if handle is not None:
                 handle.remove()
-        rgb = dlpack.video_to_jax(video)  # (F, H, W, 3), same buffer as the torch video
-        if rgb.dtype != jnp.float32:
-            rgb = rgb.astype(jnp.float32)
+
+    def generate(self, prompt: Prompt, trajectory: Trajectory, key: jax.Array) -> Frames:
+        self.check(prompt, trajectory)
+        image = self._image(prompt, trajectory)
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        control = None
+        if self.conditioning == "warp":
+            splats = warp.lift_first_frame(image, prompt, trajectory, self.warp_settings)
+            control = warp.render_views(splats, trajectory, self.warp_settings)
+        try:
+            video = self._video(prompt, trajectory, image, control, seed)
+            rgb = dlpack.video_to_jax(video)  # (F, H, W, 3): the same buffer, or a host copy for CPU jax
+            del video
+            if rgb.dtype != jnp.float32:
+                rgb = rgb.astype(jnp.float32)
+        finally:
+            self.release()  # the frames are out (or generation failed): free the pipeline before training
         if control is None:  # geometry from the first generated frame
             splats = warp.lift_first_frame(np.asarray(rgb[0]), prompt, trajectory, self.warp_settings)
             control = warp.render_views(splats, trajectory, self.warp_settings)

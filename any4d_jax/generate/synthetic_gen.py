@@ -64,9 +64,13 @@ class SyntheticGenerator:
         vm = jnp.asarray(np.asarray(cams.viewmat, np.float64) @ T, jnp.float32)
         return Camera(viewmat=vm, K=cams.K, width=cams.width, height=cams.height)
 
+    def scene(self, prompt: Prompt, trajectory: Trajectory) -> None:
+        """Fix the clip length (scene motion spans it), so `render_views` works for reloaded frames too."""
+        self._num_frames = trajectory.num_frames
+
     def generate(self, prompt: Prompt, trajectory: Trajectory, key: jax.Array) -> Frames:
         self.check(prompt, trajectory)
-        self._num_frames = trajectory.num_frames
+        self.scene(prompt, trajectory)
         return self.render_views(prompt, trajectory, frame_times(trajectory.num_frames))
 
     def render_views(self, prompt: Prompt, cameras: Camera, times) -> Frames:

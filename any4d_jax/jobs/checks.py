@@ -14,6 +14,7 @@ from collections.abc import Callable
 import ml_collections
 
 from any4d_jax.errors import InputError
+from third_party import diffusers_video  # torch-free: the generator.device grammar (DEVICES)
 
 
 def _num(x) -> bool:
@@ -28,6 +29,11 @@ def _int_in(lo: int, hi: int) -> tuple[Callable, str]:
     return (
         lambda x: isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
     ), f"an integer in [{lo}, {hi}]"
+
+
+def _optional(rule: tuple[Callable, str]) -> tuple[Callable, str]:
+    ok, what = rule
+    return (lambda x: x is None or ok(x)), f"None or {what}"
 
 
 def _nonneg() -> tuple[Callable, str]:
@@ -54,6 +60,14 @@ def _rgb() -> tuple[Callable, str]:
     return (
         lambda x: isinstance(x, (tuple, list)) and len(x) == 3 and all(_num(v) and 0 <= v <= 1 for v in x)
     ), "three numbers in [0, 1]"
+
+
+def _device_ok(x) -> bool:
+    try:
+        diffusers_video.parse_device(x)
+    except InputError:
+        return False
+    return True
 
 
 MAX_PIXELS_SIDE = 16384
@@ -107,7 +121,9 @@ RULES: dict[str, tuple[Callable, str]] = {
     "train.stop_after": _int_at_least(-1),
     "train.lr.motion_decay": _open_unit(),
     "render.background": _rgb(),
-    "render.tile_capacity": _int_at_least(1),
+    "render.tile_capacity": _optional(_int_at_least(1)),
+    "render.max_pairs": _optional(_int_at_least(1)),
+    "render.grow_pairs": (lambda x: isinstance(x, bool), "True or False"),
     "eval.fps": _int_in(1, 240),
     "eval.novel_views": _int_at_least(1),
     "eval.train_stride": _int_at_least(1),
@@ -117,6 +133,11 @@ RULES: dict[str, tuple[Callable, str]] = {
     "ablation.step_scale": _open_unit(),
     "generator.num_inference_steps": _int_at_least(1),
     "generator.guidance_scale": _nonneg(),
+    "generator.device": (_device_ok, diffusers_video.DEVICES),
+    "generator.jax_memory_fraction": (
+        lambda x: x is None or (_num(x) and 0 < x <= 1),
+        "empty (no preallocation) or a number in (0, 1]",
+    ),
 }
 
 

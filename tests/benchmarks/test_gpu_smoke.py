@@ -1,0 +1,51 @@
+"""Smoke test of benchmarks/gpu.py's rasterizer row on a tiny scene, in this process (no subprocesses).
+
+The full script (`python -m benchmarks.gpu --small`) runs every row in its own process and takes minutes on a
+CPU; this checks the pieces one row is made of: the scene file, the eager sizing render, the jitted timing
+of our renderer, gsplat's column (n/a without CUDA, or a PSNR against ours), and the table.
+"""
+
+import numpy as np
+import pytest
+
+from benchmarks import gpu
+
+
+@pytest.mark.slow  # ~40 s of CPU time: an eager render and two compiles
+def test_raster_row_on_a_tiny_scene(tmp_path, monkeypatch):
+    monkeypatch.setitem(gpu.RASTER_SMALL, "A", (300, 48, 48, 0.05))
+    scene = str(tmp_path / "A.npz")
+    desc = gpu.build_scene("A", True, scene)
+    assert desc == {"scene": "A", "gaussians": 300, "image": "48x48"}
+
+    size = gpu.worker_size({"scene_path": scene})
+    assert size["num_pairs"] > 0 and size["dropped_pairs"] == 0
+    budget = gpu.pair_budget(size["num_pairs"])
+    assert budget >= 1.25 * size["num_pairs"] and budget & (budget - 1) == 0
+
+    spec = {"scene_path": scene, "reps": 1, "max_pairs": budget}
+    ours = gpu.worker_ours({**spec, "image_path": str(tmp_path / "ours.npy")})
+    assert ours["dropped_pairs"] == 0 and ours["num_pairs"] == size["num_pairs"]
+    assert ours["fwd_ms"] > 0 and ours["fwd_bwd_ms"] > 0
+    image = np.load(tmp_path / "ours.npy")
+    assert image.shape == (48, 48, 3) and np.all(np.isfinite(image))
+
+    gs = gpu.worker_gsplat({**spec, "image_path": str(tmp_path / "gsplat.npy")})
+    if "na" in gs:  # no CUDA here: the column says why, the row still prints
+        assert gs["na"].startswith("n/a (")
+        q = None
+    else:
+        q = gpu.psnr(image, np.load(tmp_path / "gsplat.npy"))
+        assert q > 30.0, f"ours and gsplat disagree: PSNR {q:.1f} dB"
+    row = {**desc, "size": size, "budget": budget, "ours": ours, "gsplat": gs, "psnr": q}
+    table = gpu.raster_table([row])
+    assert table.count("\n") == 2 and "| A | 300 | 48x48 |" in table
+
+
+def test_rows_parse_and_failures_render_as_cells():
+    assert gpu.parse_rows("raster,train") == ["A", "B", "C", "M", "train"]
+    assert gpu.parse_rows("C,A,C") == ["C", "A"]
+    failed = {"scene": "M", "gaussians": 1, "image": "1x1", "size": {}, "budget": None, "psnr": None}
+    table = gpu.raster_table([{**failed, "ours": {"error": "rc -9: killed"}, "gsplat": {"na": "n/a (x)"}}])
+    assert "failed: rc -9: killed" in table and "n/a (x)" in table
+    assert "failed: boom" in gpu.train_table({"error": "boom"})

@@ -123,10 +123,12 @@ class DiffusersGenerator:
                 f"generator.camera_conditioning must be one of {list(_CONDITIONINGS)}, "
                 f"got {g.camera_conditioning!r}"
             )
-        from third_party import camera_adapter, diffusers_video
+        from third_party import diffusers_video  # imports torch lazily; camera_adapter imports it at once
 
         diffusers_video.parse_device(g.device)  # refuses "gpu", "cuda:x", "mps"... before torch is imported
         require_gen_extra()
+        from third_party import camera_adapter
+
         diffusers_video.check_cuda(g.device, *diffusers_video.cuda_status())  # before anything loads
         self.device = resolve_devices(g.device, jax_gpus(), _jax_default_device())[0]
         self.spec = diffusers_video.inspect(g.model)

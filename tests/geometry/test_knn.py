@@ -37,9 +37,10 @@ def test_windowed_search_finds_nearly_the_exact_neighbours(name):
     assert np.all(np.sort(approx[rows], 1)[:, 1:] != np.sort(approx[rows], 1)[:, :-1]), "a duplicate"
     recall = np.mean([len(set(exact[i]) & set(approx[i])) / 8 for i in rows])
     p = np.asarray(pts)
-    ratio = np.linalg.norm(p[rows, None] - p[approx[rows]], axis=-1).mean() / np.linalg.norm(
-        p[rows, None] - p[exact[rows]], axis=-1
-    ).mean()
+    ratio = (
+        np.linalg.norm(p[rows, None] - p[approx[rows]], axis=-1).mean()
+        / np.linalg.norm(p[rows, None] - p[exact[rows]], axis=-1).mean()
+    )
     assert recall > 0.88 and ratio < 1.04, (recall, ratio)  # measured: 0.90-0.93 and 1.02
 
 

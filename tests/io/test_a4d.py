@@ -397,6 +397,11 @@ _edit = st.one_of(
 )
 
 
+def _index(k):
+    """A path step as a list index; a dict key (str) reaches no list element."""
+    return k if isinstance(k, int) else float("inf")
+
+
 def _mutate(data, edits):
     """Apply header and payload edits; the CRCs are recomputed so the field checks are reached."""
     header = _header_of(data)
@@ -416,9 +421,9 @@ def _mutate(data, edits):
             *where, last = args[0]
             node = header
             for k in where:
-                ok = isinstance(node, dict) and k in node or isinstance(node, list) and k < len(node)
+                ok = isinstance(node, dict) and k in node or isinstance(node, list) and _index(k) < len(node)
                 node = node[k] if ok else None
-            if isinstance(node, dict) or isinstance(node, list) and last < len(node):
+            if isinstance(node, dict) or isinstance(node, list) and _index(last) < len(node):
                 if op == "set":
                     node[last] = args[1]
                 elif isinstance(node, dict):

@@ -15,9 +15,17 @@ import numpy as np
 from any4d_jax.geometry.cameras import Camera
 from any4d_jax.render import bin as binning
 from any4d_jax.render import composite as comp
+from any4d_jax.render import composite_pallas
 from any4d_jax.render.project import project
 from any4d_jax.render.sh import eval_sh, sh_degree_from_bases
-from any4d_jax.render.types import CHANNELS, RenderConfig, RenderOut, Splats, auto_chunk_batch
+from any4d_jax.render.types import (
+    CHANNELS,
+    RenderConfig,
+    RenderOut,
+    Splats,
+    auto_chunk_batch,
+    resolve_backend,
+)
 
 
 def _is_concrete(*xs) -> bool:
@@ -181,8 +189,14 @@ def _render(splats: Splats, camera: Camera, background, cfg: RenderConfig, means
     values = pack_values(colors, proj.depths, splats.features)  # (N, 3 + 1 + 1 + F)
 
     tiles_x, tiles_y = binning.tile_grid(W, H, cfg.tile_size)
-    chunk_batch = cfg.chunk_batch or auto_chunk_batch(jax.default_backend())
+    platform = jax.default_backend()
+    chunk_batch = cfg.chunk_batch or auto_chunk_batch(platform)
     layout = comp.Layout(tiles_x, tiles_y, cfg.tile_size, cfg.chunk_size, chunk_batch)
+    if resolve_backend(cfg.backend, platform) == "pallas":
+        composite_pallas.check_layout(layout)
+        composite = composite_pallas.composite_tiles
+    else:
+        composite = comp.composite_tiles
     bins = binning.bin_gaussians(
         proj.means2d,
         proj.radii,
@@ -199,7 +213,7 @@ def _render(splats: Splats, camera: Camera, background, cfg: RenderConfig, means
     # Culled Gaussians are never binned; zeroing their opacity also keeps NaN-free inputs to the compositor.
     opac = jnp.where(proj.valid, splats.opacities, 0.0)
     packed = comp.pack(proj.means2d, proj.conics, opac, values)
-    acc = comp.tiles_to_image(layout, comp.composite_tiles(layout, packed, bins), W, H)
+    acc = comp.tiles_to_image(layout, composite(layout, packed, bins), W, H)
 
     ch = CHANNELS
     alpha = acc[..., ch.alpha]

@@ -294,7 +294,12 @@ def _composite_fwd(layout, packed, bins):
 def _composite_bwd(layout, res, g_out):
     packed, bins, carry_buf = res
     grad = _backward(layout, packed, bins, carry_buf, g_out)
-    zeros_like_bins = jax.tree_util.tree_map(
+    return grad, zero_cotangents(bins)
+
+
+def zero_cotangents(bins: Bins) -> Bins:
+    """The bins' cotangent: float0 zeros for the integer/bool leaves (binning passes no gradient)."""
+    return jax.tree_util.tree_map(
         lambda x: (
             jnp.zeros(x.shape, jax.dtypes.float0)
             if not jnp.issubdtype(x.dtype, jnp.floating)
@@ -302,7 +307,6 @@ def _composite_bwd(layout, res, g_out):
         ),
         bins,
     )
-    return grad, zeros_like_bins
 
 
 composite_tiles.defvjp(_composite_fwd, _composite_bwd)

@@ -45,6 +45,32 @@ def auto_chunk_batch(backend: str) -> int:
     return 32 if backend == "cpu" else 1024
 
 
+BACKENDS = ("auto", "xla", "pallas")
+# Platforms on which backend="auto" picks the Pallas kernels. Empty until the kernels are measured on a GPU
+# against the XLA compositor and gsplat (benchmarks/gpu.py): "auto" is the XLA compositor everywhere for now,
+# and backend="pallas" opts in.
+AUTO_PALLAS_PLATFORMS: tuple[str, ...] = ()
+_PALLAS_PLATFORMS = ("cpu", "gpu", "cuda", "rocm")  # Triton on GPUs, the Pallas interpreter on CPU
+
+
+def resolve_backend(backend: str, platform: str) -> str:
+    """The compositor to use, "xla" or "pallas", for RenderConfig.backend on a jax platform ("cpu", "gpu"...).
+
+    "pallas" on CPU runs the kernels in the Pallas interpreter: exact and slow, for tests and debugging.
+    Raises ValueError for an unknown backend, or "pallas" on a platform without its lowering (TPU).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"render: backend={backend!r}, expected one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "pallas" if platform in AUTO_PALLAS_PLATFORMS else "xla"
+    if backend == "pallas" and platform not in _PALLAS_PLATFORMS:
+        raise ValueError(
+            f"render: backend='pallas' has Triton kernels for GPUs and an interpreter on CPU, none for "
+            f"{platform}; use backend='xla' (or 'auto')"
+        )
+    return backend
+
+
 @struct.dataclass
 class Splats:
     """Gaussians in activated form, at one instant, in world coordinates.
@@ -94,6 +120,11 @@ class RenderConfig:
                     but ~100 of 1024.
     sh_degree:      use SH bands up to this degree (None: all stored bands).
     validate:       check input values eagerly (outside jit) and raise ValueError on bad input.
+    backend:        the compositing stage: "xla" (composite.py: chunk batches of dense XLA ops), "pallas"
+                    (composite_pallas.py: one Triton program per tile, gsplat's structure; on CPU it runs
+                    interpreted, slowly) or "auto" (`resolve_backend`: xla everywhere until the Pallas kernels
+                    are measured on a GPU). Same outputs and gradients; pallas needs tile_size and chunk_size
+                    powers of two, chunk_size >= 16.
     """
 
     near: float = 0.01
@@ -106,6 +137,11 @@ class RenderConfig:
     chunk_batch: int | None = None
     sh_degree: int | None = None
     validate: bool = True
+    backend: str = "auto"
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"RenderConfig: backend={self.backend!r}, expected one of {', '.join(BACKENDS)}")
 
 
 @struct.dataclass

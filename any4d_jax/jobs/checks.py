@@ -14,6 +14,7 @@ from collections.abc import Callable
 import ml_collections
 
 from any4d_jax.errors import InputError
+from any4d_jax.render import types as render_types
 from third_party import diffusers_video  # torch-free: the generator.device grammar (DEVICES)
 
 
@@ -124,6 +125,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "render.tile_capacity": _optional(_int_at_least(1)),
     "render.max_pairs": _optional(_int_at_least(1)),
     "render.grow_pairs": (lambda x: isinstance(x, bool), "True or False"),
+    "render.backend": _choice(*render_types.BACKENDS),
     "eval.fps": _int_in(1, 240),
     "eval.novel_views": _int_at_least(1),
     "eval.train_stride": _int_at_least(1),

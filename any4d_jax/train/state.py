@@ -97,6 +97,7 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
                 tile_capacity=config.render.tile_capacity,
                 max_pairs=config.render.max_pairs,
                 grow_pairs=bool(config.render.grow_pairs),
+                backend=str(config.render.backend),
                 validate=False,
             ),
             background=tuple(float(x) for x in config.render.background),

@@ -115,6 +115,11 @@ def test_another_config_is_refused_before_anything_and_writes_nothing(job, scene
             r"render.background=.*three numbers in \[0, 1\]",
         ),
         (
+            "synthetic",
+            lambda c: setattr(c.render, "backend", "triton"),
+            r"--config.render.backend='triton': must be one of auto, xla, pallas",
+        ),
+        (
             "prompt",
             lambda c: setattr(c.camera, "num_frames", 0),
             r"--config.camera.num_frames=0: must be an integer in \[1, 10000\]",

@@ -5,6 +5,7 @@
     python -m benchmarks.gpu --rows A,B,C,M               # rasterizer rows only (a)
     python -m benchmarks.gpu --rows train --steps 50 --profile /tmp/trace     # (b) and its trace (d)
     python -m benchmarks.gpu --rows ablation --variants 8                      # (c)
+    python -m benchmarks.gpu --rows raster,train --backends xla,pallas          # both compositors (default)
 
 (a) Rasterizer, forward and forward+backward (loss sum(rgb^2), gradients w.r.t. every Gaussian field):
     A: 10k Gaussians, 256^2, scale 0.02; B: the same with scale 0.04 (shared/research/rasterizer.md);
@@ -14,15 +15,19 @@
     ones), world scale 0.008 exp(0.4 N(0, 1)), random unit quaternions, opacity sigmoid(N(0, 1)), random
     RGB: ~72% visible, ~4.6M tile pairs, ~565 per 16x16 tile (projection measured on CPU).
     Ours: `any4d_jax.render.render` under jax.jit with RenderConfig(max_pairs=<power of two >= 1.25 x
-    the pairs one eager render wanted>, validate=False). gsplat: `gsplat.rasterization(..., packed=False)`
-    on the same Gaussians (quaternions wxyz, activated scales and opacities, RGB colours), camera, near/far
-    and background. PSNR(ours, gsplat) says the two images agree, so the times compare the same work.
-(b) One full training step at iPhone scale: configs/iphone.py (300k slots, hybrid motion with 12 generator
-    bases and 10 learnable ones, 48 DCT terms, SH degree 1, its loss weights and tile settings) with the
-    data replaced by the synthetic scene rendered at 360 x 480, one frame per step; every slot is filled
-    (the initialisation's Gaussians plus jittered copies of them) so the step renders 300k Gaussians. The
-    projected run time is 30,000 steps plus the density-control rounds of its schedule (each timed here),
-    without compilation, logging, checkpoints and evaluation.
+    the pairs one eager render wanted>, validate=False, backend=<each of --backends>): "xla" (the chunk-batch
+    compositor) and "pallas" (the Triton kernels; on a CPU they run interpreted and are timed only with
+    --small). Stage split (a''): the same jitted render cut after the projection and after the binning (its
+    sorts), so compositing forward = fwd - project+bin and backward = fwd+bwd - fwd.
+    gsplat: `gsplat.rasterization(..., packed=False)` on the same Gaussians (quaternions wxyz, activated
+    scales and opacities, RGB colours), camera, near/far and background. PSNR(ours, gsplat) says the two
+    images agree, so the times compare the same work.
+(b) One full training step at iPhone scale, once per backend: configs/iphone.py (300k slots, hybrid motion
+    with 12 generator bases and 10 learnable ones, 48 DCT terms, SH degree 1, its loss weights and tile
+    settings) with the data replaced by the synthetic scene rendered at 360 x 480, one frame per step; every
+    slot is filled (the initialisation's Gaussians plus jittered copies of them) so the step renders 300k
+    Gaussians. The projected run time is 30,000 steps plus the density-control rounds of its schedule (each
+    timed here), without compilation, logging, checkpoints and evaluation.
 (c) The vmapped ablation (train/ablation.py make_functions, vmapped=True) on a stack of V states against
     a stack of one, at a moderate size (synthetic scene 256 x 192, 40k slots).
 (d) --profile DIR: a few steps of (b) under jax.profiler.trace(DIR) (open with TensorBoard or Perfetto).
@@ -221,6 +226,9 @@ def worker_ours(spec: dict) -> dict:
 
     from any4d_jax.render import RenderConfig, render
 
+    backend = spec.get("backend", "xla")
+    if backend == "pallas" and jax.default_backend() == "cpu" and not spec.get("small"):
+        return {"na": "n/a (pallas is interpreted on CPU; timed with --small only)"}
     splats, cam, bg = load_scene(spec["scene_path"])
     cfg = RenderConfig(
         near=NEAR,
@@ -228,6 +236,7 @@ def worker_ours(spec: dict) -> dict:
         max_pairs=int(spec["max_pairs"]),
         chunk_batch=spec.get("chunk_batch"),  # None: the renderer's default for this backend
         validate=False,
+        backend=backend,
     )
 
     def fwd_fn(s, c, b):
@@ -246,10 +255,40 @@ def worker_ours(spec: dict) -> dict:
     grad = jax.jit(jax.grad(loss)).lower(*args).compile()
     row["fwd_bwd_ms"] = timed(grad, args, reps)
     row["peak_fwd_bwd_mb"], _ = jax_peak(grad)
+    row["project_ms"], row["project_bin_ms"] = (timed(jax.jit(f), args, reps) for f in front_stages(cfg))
     rgb, stats = fwd(*args)
     row.update({k: int(v) for k, v in stats.items()})
     np.save(spec["image_path"], np.asarray(rgb, np.float32))
     return row
+
+
+def front_stages(cfg):
+    """Two functions (splats, camera, bg) -> arrays: the render cut after the projection, and after the
+    projection + colours + binning (depth sort, pair expansion, tile sort, chunking), as api._render runs
+    them."""
+    import jax
+
+    from any4d_jax.render import bin as binning
+    from any4d_jax.render.api import pack_values, resolve_max_pairs, splat_colors
+    from any4d_jax.render.project import project
+    from any4d_jax.render.types import auto_chunk_batch
+
+    def proj(s, c, b):
+        p = project(s.means, s.quats, s.scales, s.opacities, c, cfg.near, cfg.far)
+        return p.means2d, p.conics, p.radii, p.depths, p.valid
+
+    def proj_bin(s, c, b):
+        p = project(s.means, s.quats, s.scales, s.opacities, c, cfg.near, cfg.far)
+        values = pack_values(splat_colors(s, c, cfg.sh_degree), p.depths, s.features)
+        w, h = c.width, c.height
+        cb = cfg.chunk_batch or auto_chunk_batch(jax.default_backend())
+        bins = binning.bin_gaussians(
+            p.means2d, p.radii, p.depths, p.valid, w, h, cfg.tile_size, cfg.tile_capacity,
+            resolve_max_pairs(cfg, s.means.shape[0], w, h), cfg.chunk_size, cb,
+        )  # fmt: skip
+        return bins.chunk_gids, bins.chunk_tiles, values
+
+    return proj, proj_bin
 
 
 def gsplat_status() -> tuple[bool, str]:
@@ -381,6 +420,12 @@ def worker_train(spec: dict) -> dict:
     width, height, frames, capacity = spec["size"]
     base = iphone.get_config()
     base.model.capacity = capacity
+    base.render.backend = spec.get("backend", "xla")
+    if base.render.backend == "pallas" and jax.default_backend() == "cpu" and not spec.get("small"):
+        return {
+            "na": "n/a (pallas is interpreted on CPU; timed with --small only)",
+            "render_backend": "pallas",
+        }
     c, train = _synthetic_setup(base, width, height, frames)
     extent = state_lib.scene_extent(train.cameras)
     optimizer = state_lib.make_optimizer(c, extent)
@@ -428,6 +473,7 @@ def worker_train(spec: dict) -> dict:
     rounds = sum(schedule.densify_due(n) for n in range(1, ITERATIONS + 1))
     row = {
         **device_info(),
+        "render_backend": base.render.backend,
         "image": f"{width}x{height}",
         "frames": frames,
         "capacity": capacity,
@@ -568,47 +614,90 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _cell(r: dict) -> str | None:
+    """The text for a worker that did not measure (n/a or failed), else None."""
+    if "na" in r:
+        return r["na"]
+    if "error" in r:
+        return f"failed: {r['error']}"
+    return None
+
+
+def _per_backend(ours: dict, gs: dict, fmt) -> str:
+    """'a / b / c': fmt(row) for each of our backends, then gsplat."""
+    return " / ".join(_cell(r) or fmt(r) for r in [*ours.values(), gs])
+
+
+def _ratio(a: dict, b: dict, key: str) -> str:
+    return "-" if _cell(a) or _cell(b) else f"{a[key] / b[key]:.2f}x"
+
+
 def raster_table(rows: list[dict]) -> str:
+    """One line per scene; the times of each of our backends (in the order run) and gsplat's, slash-joined."""
+    names = list(rows[0]["ours"]) if rows else []
+    who = " / ".join([*names, "gsplat"])
     header = [
         "scene",
         "Gaussians",
         "image",
         "pairs ours / gsplat",
         "budget",
-        "fwd ms ours",
-        "fwd ms gsplat",
-        "fwd+bwd ms ours",
-        "fwd+bwd ms gsplat",
-        "peak MB ours fwd / fwd+bwd",
-        "peak MB gsplat fwd / fwd+bwd",
-        "PSNR ours vs gsplat",
+        f"fwd ms {who}",
+        f"fwd+bwd ms {who}",
+        *[f"{b} / gsplat fwd+bwd" for b in names],
+        f"peak MB fwd+bwd {who}",
+        "PSNR vs gsplat, and vs xla",
         "dropped",
     ]
     out = []
     for r in rows:
-        o, g = r["ours"], r["gsplat"]
-        if "error" in o:
-            ours = [f"failed: {o['error']}", "-", "-", "-"]
-        else:
-            m = o.get("peak_measured", True)
-            peak = f"{_mb(o['peak_fwd_mb'], m)} / {_mb(o['peak_fwd_bwd_mb'], m)}"
-            ours = [_ms(o["fwd_ms"]), None, _ms(o["fwd_bwd_ms"]), peak]
-        if "na" in g or "error" in g:
-            gs = [g.get("na") or f"failed: {g['error']}", "-", "-"]
-        else:
-            gs = [
-                _ms(g["fwd_ms"]),
-                _ms(g["fwd_bwd_ms"]),
-                f"{_mb(g['peak_fwd_mb'])} / {_mb(g['peak_fwd_bwd_mb'])}",
-            ]
-        if "error" in o:
-            cells = [ours[0], gs[0], "-", gs[1], "-", gs[2]]
-        else:
-            cells = [ours[0], gs[0], ours[2], gs[1], ours[3], gs[2]]
+        ours, g = r["ours"], r["gsplat"]
+
+        def peak(x):
+            return _mb(x["peak_fwd_bwd_mb"], x.get("peak_measured", True))
+
+        ratios = [_ratio(o, g, "fwd_bwd_ms") for o in ours.values()]
         pairs = f"{r['size'].get('num_pairs', '-')} / {g.get('num_pairs', '-')}"
-        dropped = o.get("dropped_pairs", "-")
-        q = "-" if r["psnr"] is None else f"{r['psnr']:.1f} dB"
-        out.append([r["scene"], r["gaussians"], r["image"], pairs, r["budget"], *cells, q, dropped])
+        dropped = "/".join(str(o.get("dropped_pairs", "-")) for o in ours.values())
+        q = ", ".join(f"{k} {v:.1f} dB" for k, v in (r.get("psnr") or {}).items()) or "-"
+        out.append(
+            [
+                r["scene"],
+                r["gaussians"],
+                r["image"],
+                pairs,
+                r["budget"],
+                _per_backend(ours, g, lambda x: _ms(x["fwd_ms"])),
+                _per_backend(ours, g, lambda x: _ms(x["fwd_bwd_ms"])),
+                *ratios,
+                _per_backend(ours, g, peak),
+                q,
+                dropped,
+            ]
+        )
+    return _table(header, out)
+
+
+def stage_table(rows: list[dict]) -> str:
+    """Where our render's time goes, per scene and backend (ms): the jitted render cut after each stage."""
+    header = ["scene", "backend", "project", "+ bin (sorts)", "composite fwd", "backward", "fwd+bwd"]
+    out = []
+    for r in rows:
+        for name, o in r["ours"].items():
+            if _cell(o) or "project_ms" not in o:
+                out.append([r["scene"], name, _cell(o) or "-", "-", "-", "-", "-"])
+                continue
+            out.append(
+                [
+                    r["scene"],
+                    name,
+                    _ms(o["project_ms"]),
+                    _ms(o["project_bin_ms"] - o["project_ms"]),
+                    _ms(o["fwd_ms"] - o["project_bin_ms"]),
+                    _ms(o["fwd_bwd_ms"] - o["fwd_ms"]),
+                    _ms(o["fwd_bwd_ms"]),
+                ]
+            )
     return _table(header, out)
 
 
@@ -626,9 +715,10 @@ def sweep_table(rows: list[dict]) -> str:
     return _table(header, out)
 
 
-def train_table(r: dict) -> str:
+def train_table(rows: list[dict]) -> str:
     header = [
         "config",
+        "backend",
         "Gaussians (init + filled)",
         "image",
         "ms/step",
@@ -641,15 +731,20 @@ def train_table(r: dict) -> str:
         f"projected {ITERATIONS:,} steps",
         "compile s",
     ]
-    if "error" in r:
-        return _table(header, [["configs/iphone.py", f"failed: {r['error']}"] + ["-"] * 10])
+    return _table(header, [_train_row(r) for r in rows])
+
+
+def _train_row(r: dict) -> list:
+    if _cell(r):
+        return ["configs/iphone.py", r.get("render_backend", "?"), _cell(r)] + ["-"] * 10
     proj = r["projected_s"]
     split = f"{proj / 60:.1f} min ({r['densify_rounds']} density rounds incl.)"
     budget = r["max_pairs"] if r["max_pairs"] is not None else "auto"
     if r["grown"]:
         budget = f"{budget} (grown)"
-    row = [
+    return [
         "configs/iphone.py, synthetic data",
+        r["render_backend"],
         f"{r['active']} ({r['init_active']} + {r['active'] - r['init_active']})",
         r["image"],
         _ms(r["step_ms"]),
@@ -662,7 +757,6 @@ def train_table(r: dict) -> str:
         split,
         f"{r['compile_s']:.1f}",
     ]
-    return _table(header, [row])
 
 
 def ablation_table(rows: list[dict]) -> str:
@@ -729,6 +823,12 @@ def main(argv=None) -> dict:
         help="also time our renderer with these RenderConfig.chunk_batch values, e.g. 32,256,1024,4096 "
         "(a sweep table per scene; the main rows use the backend's default)",
     )
+    ap.add_argument(
+        "--backends",
+        default="xla,pallas",
+        help="our compositors to time, in RenderConfig.backend names (default xla,pallas; pallas rows are "
+        "n/a on a CPU without --small, where it runs interpreted)",
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--spec", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -761,8 +861,13 @@ def main(argv=None) -> dict:
 
 def _run(args, rows: list[str], mode: str, steps: int, reps: int, env: dict) -> dict:
     """main's body: the rows, each in its own worker process, then the tables."""
-    results: dict = {"raster": [], "train": None, "ablation": [], "sweep": []}
+    results: dict = {"raster": [], "train": [], "ablation": [], "sweep": []}
     sweep = [int(x) for x in args.chunk_batch.split(",") if x.strip()]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in ("xla", "pallas"):
+            raise SystemExit(f"--backends: unknown backend {b!r}; choose from xla, pallas")
+    small = mode == "small"
     warnings = []
     tmp = tempfile.mkdtemp(prefix="any4d_gpu_bench_")
 
@@ -776,48 +881,65 @@ def _run(args, rows: list[str], mode: str, steps: int, reps: int, env: dict) -> 
             desc = build_scene(name, args.small, scene_path)
             size = run_worker("size", {"scene_path": scene_path}, env, args.timeout)
             budget = pair_budget(size["num_pairs"]) if "num_pairs" in size else None
-            spec = {"scene_path": scene_path, "reps": reps, "max_pairs": budget}
-            print(f"[a] scene {name}: ours ({size.get('num_pairs', '?')} pairs, budget {budget})", flush=True)
-            if budget is None:
-                ours = {"error": f"sizing render: {size.get('error')}"}
-            else:
-                ours = run_worker(
-                    "ours", {**spec, "image_path": os.path.join(tmp, f"{name}_ours.npy")}, env, args.timeout
+            spec = {"scene_path": scene_path, "reps": reps, "max_pairs": budget, "small": small}
+            ours = {}
+            for b in backends:
+                print(
+                    f"[a] scene {name}: {b} ({size.get('num_pairs', '?')} pairs, budget {budget})", flush=True
                 )
+                if budget is None:
+                    ours[b] = {"error": f"sizing render: {size.get('error')}"}
+                else:
+                    img = os.path.join(tmp, f"{name}_{b}.npy")
+                    ours[b] = run_worker("ours", {**spec, "backend": b, "image_path": img}, env, args.timeout)
             if gs_ok:
                 print(f"[a] scene {name}: gsplat", flush=True)
                 gspec = {**spec, "image_path": os.path.join(tmp, f"{name}_gsplat.npy")}
                 gs = run_worker("gsplat", gspec, env, args.timeout)
             else:
                 gs = {"na": gs_info}
-            q = None
-            if "error" not in ours and "na" not in gs and "error" not in gs:
-                q = psnr(
-                    np.load(os.path.join(tmp, f"{name}_ours.npy")),
-                    np.load(os.path.join(tmp, f"{name}_gsplat.npy")),
+            q = {}  # images compared between all three
+            for b, o in ours.items():
+                if not _cell(o) and not _cell(gs):
+                    q[f"{b} vs gsplat"] = psnr(
+                        np.load(os.path.join(tmp, f"{name}_{b}.npy")),
+                        np.load(os.path.join(tmp, f"{name}_gsplat.npy")),
+                    )
+            if "xla" in ours and "pallas" in ours and not _cell(ours["xla"]) and not _cell(ours["pallas"]):
+                q["pallas vs xla"] = psnr(
+                    np.load(os.path.join(tmp, f"{name}_pallas.npy")),
+                    np.load(os.path.join(tmp, f"{name}_xla.npy")),
                 )
             row = {**desc, "size": size, "budget": budget, "ours": ours, "gsplat": gs, "psnr": q}
             for cb in sweep if budget is not None else []:
                 print(f"[a] scene {name}: ours with chunk_batch={cb}", flush=True)
                 img = os.path.join(tmp, f"{name}_ours_cb{cb}.npy")
-                r = run_worker("ours", {**spec, "chunk_batch": cb, "image_path": img}, env, args.timeout)
+                r = run_worker(
+                    "ours",
+                    {**spec, "backend": "xla", "chunk_batch": cb, "image_path": img},
+                    env,
+                    args.timeout,
+                )
                 results["sweep"].append({"scene": name, "chunk_batch": cb, **r})
             results["raster"].append(row)
-            for label, r in (("eager sizing render", size), ("ours", ours)):
+            for label, r in (("eager sizing render", size), *ours.items()):
                 if int(r.get("dropped_pairs", 0)) > 0:
                     warnings.append(f"scene {name} {label}: dropped_pairs = {r['dropped_pairs']}")
-            if "device" in ours:
-                results["device"] = f"jax {ours['jax']} on {ours['device']} ({ours['backend']})"
+            for o in ours.values():
+                if "device" in o:
+                    results["device"] = f"jax {o['jax']} on {o['device']} ({o['backend']})"
 
-    if "train" in rows:
-        print(f"[b] train step at iPhone scale ({steps} steps)", flush=True)
-        profile = os.path.abspath(args.profile) if args.profile else None  # the workers run in ROOT
-        spec = {"size": TRAIN[mode], "steps": steps, "profile": profile}
-        r = run_worker("train", spec, env, args.timeout)
-        results["train"] = r
+    for b in backends if "train" in rows else []:
+        print(f"[b] train step at iPhone scale, {b} ({steps} steps)", flush=True)
+        profile = (
+            os.path.join(os.path.abspath(args.profile), b) if args.profile else None
+        )  # workers run in ROOT
+        spec = {"size": TRAIN[mode], "steps": steps, "profile": profile, "backend": b, "small": small}
+        r = {"render_backend": b, **run_worker("train", spec, env, args.timeout)}
+        results["train"].append(r)
         if int(r.get("dropped_pairs", 0)) > 0 or int(r.get("over_budget") or 0) > 0:
             warnings.append(
-                f"train step: dropped_pairs = {r['dropped_pairs']}, over_budget = {r['over_budget']}"
+                f"train step ({b}): dropped_pairs = {r['dropped_pairs']}, over_budget = {r['over_budget']}"
             )
         if "device" in r:
             results["device"] = f"jax {r['jax']} on {r['device']} ({r['backend']})"
@@ -839,7 +961,7 @@ def _run(args, rows: list[str], mode: str, steps: int, reps: int, env: dict) -> 
         print("--small: tiny sizes and unoptimised XLA code (fast compiles): a smoke run, not a measurement.")
     if results["raster"]:
         print()
-        print("### (a) rasterizer: ours (jax.jit) vs gsplat.rasterization (CUDA, packed=False)")
+        print("### (a) rasterizer: ours (jax.jit, each backend) vs gsplat.rasterization (CUDA, packed=False)")
         print()
         print(raster_table(results["raster"]))
         print()
@@ -849,20 +971,26 @@ def _run(args, rows: list[str], mode: str, steps: int, reps: int, env: dict) -> 
             "budget (power of two >= 1.25 x pairs). Scene M: Gaussians filling the frustum of a "
             "60-degree camera, depth log-uniform in [1.5, 30]."
         )
+    if results["raster"]:
+        print()
+        print("### (a'') where our render's time goes (ms; jitted render cut after each stage)")
+        print()
+        print(stage_table(results["raster"]))
     if results["sweep"]:
         print()
         print("### (a') our renderer against RenderConfig.chunk_batch")
         print()
         print(sweep_table(results["sweep"]))
-    if results["train"] is not None:
+    if results["train"]:
         print()
         cap = TRAIN[mode][3]
         print(f"### (b) full train step, configs/iphone.py at {cap:,} Gaussians (one frame per step)")
         print()
         print(train_table(results["train"]))
-        if results["train"].get("profile"):
-            print()
-            print(f"profile trace (3 steps) written to {results['train']['profile']}")
+        for r in results["train"]:
+            if r.get("profile"):
+                print()
+                print(f"profile trace (3 steps, {r['render_backend']}) written to {r['profile']}")
     if results["ablation"]:
         print()
         print("### (c) vmapped ablation: V variants in one step vs one")

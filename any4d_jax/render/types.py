@@ -124,7 +124,7 @@ class RenderConfig:
                     (composite_pallas.py: one Triton program per tile, gsplat's structure; on CPU it runs
                     interpreted, slowly) or "auto" (`resolve_backend`: xla everywhere until the Pallas kernels
                     are measured on a GPU). Same outputs and gradients; pallas needs tile_size and chunk_size
-                    powers of two, chunk_size >= 16.
+                    powers of two.
     """
 
     near: float = 0.01

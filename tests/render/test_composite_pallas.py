@@ -60,7 +60,7 @@ def test_render_uses_the_chosen_backend():
 
 
 @pytest.mark.parametrize(
-    "kw,needle", [({"chunk_size": 8}, "chunk_size=8"), ({"tile_size": 12}, "tile_size=12")]
+    "kw,needle", [({"chunk_size": 12}, "chunk_size=12"), ({"tile_size": 12}, "tile_size=12")]
 )
 def test_layouts_the_kernels_cannot_take_are_refused(kw, needle):
     splats, cam = _scene()
@@ -96,9 +96,8 @@ def test_residuals_and_early_exit():
         opacities=splats.opacities.at[front].set(0.99),
     )
     layout, packed, bins = _packed_and_bins(splats, cam)
-    geo, vals = cp.split_packed(packed)
     starts = cp.tile_starts(bins, layout.num_tiles)
-    out, log_t, last = jax.jit(lambda *a: cp.forward(layout, *a))(geo, vals, starts, bins.chunk_gids)
+    out, log_t, last = jax.jit(lambda *a: cp.forward(layout, *a))(packed, starts, bins.chunk_gids)
     assert int(bins.stats["max_per_tile"]) == n
     alpha = np.asarray(out[0, :, CHANNELS.alpha])
     np.testing.assert_allclose(np.exp(np.asarray(log_t[0])), 1.0 - alpha, rtol=1e-4, atol=1e-7)
@@ -109,10 +108,7 @@ def test_residuals_and_early_exit():
     layout, packed, bins = _packed_and_bins(
         splats.replace(opacities=splats.opacities.at[front].set(0.0)), cam
     )
-    geo, vals = cp.split_packed(packed)
-    _, _, last = jax.jit(lambda *a: cp.forward(layout, *a))(
-        geo, vals, cp.tile_starts(bins, 1), bins.chunk_gids
-    )
+    _, _, last = jax.jit(lambda *a: cp.forward(layout, *a))(packed, cp.tile_starts(bins, 1), bins.chunk_gids)
     assert int(np.max(np.asarray(last))) > 100
 
 

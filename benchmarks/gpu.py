@@ -6,6 +6,7 @@
     python -m benchmarks.gpu --rows train --steps 50 --profile /tmp/trace     # (b) and its trace (d)
     python -m benchmarks.gpu --rows ablation --variants 8                      # (c)
     python -m benchmarks.gpu --rows raster,train --backends xla,pallas          # both compositors (default)
+    python -m benchmarks.gpu --rows raster --pallas-chunks 4,8,16,32 --chunk-batch 256,1024,4096  # (a')
 
 (a) Rasterizer, forward and forward+backward (loss sum(rgb^2), gradients w.r.t. every Gaussian field):
     A: 10k Gaussians, 256^2, scale 0.02; B: the same with scale 0.04 (shared/research/rasterizer.md);
@@ -235,6 +236,7 @@ def worker_ours(spec: dict) -> dict:
         far=FAR,
         max_pairs=int(spec["max_pairs"]),
         chunk_batch=spec.get("chunk_batch"),  # None: the renderer's default for this backend
+        chunk_size=spec.get("chunk_size", RenderConfig.chunk_size),
         validate=False,
         backend=backend,
     )
@@ -702,16 +704,17 @@ def stage_table(rows: list[dict]) -> str:
 
 
 def sweep_table(rows: list[dict]) -> str:
-    """Our renderer's time against RenderConfig.chunk_batch (chunks per step of the compositor's loop)."""
-    header = ["scene", "chunk_batch", "fwd ms", "fwd+bwd ms", "peak MB fwd / fwd+bwd"]
+    """Our renderer's time against a setting: the XLA compositor's chunk_batch (chunks per step of its loop)
+    or the Pallas kernels' chunk_size (Gaussians per step of a tile's loop)."""
+    header = ["scene", "setting", "fwd ms", "fwd+bwd ms", "peak MB fwd / fwd+bwd"]
     out = []
     for r in rows:
-        if "error" in r:
-            out.append([r["scene"], r["chunk_batch"], f"failed: {r['error']}", "-", "-"])
+        if _cell(r):
+            out.append([r["scene"], r["setting"], _cell(r), "-", "-"])
             continue
         m = r.get("peak_measured", True)
         peak = f"{_mb(r['peak_fwd_mb'], m)} / {_mb(r['peak_fwd_bwd_mb'], m)}"
-        out.append([r["scene"], r["chunk_batch"], _ms(r["fwd_ms"]), _ms(r["fwd_bwd_ms"]), peak])
+        out.append([r["scene"], r["setting"], _ms(r["fwd_ms"]), _ms(r["fwd_bwd_ms"]), peak])
     return _table(header, out)
 
 
@@ -824,6 +827,12 @@ def main(argv=None) -> dict:
         "(a sweep table per scene; the main rows use the backend's default)",
     )
     ap.add_argument(
+        "--pallas-chunks",
+        default="",
+        help="also time the pallas backend with these RenderConfig.chunk_size values, e.g. 4,8,16,32 "
+        "(benchmarks/triton_regs.py: chunk 16 spills in the backward on sm_90, 8 does not)",
+    )
+    ap.add_argument(
         "--backends",
         default="xla,pallas",
         help="our compositors to time, in RenderConfig.backend names (default xla,pallas; pallas rows are "
@@ -863,6 +872,7 @@ def _run(args, rows: list[str], mode: str, steps: int, reps: int, env: dict) -> 
     """main's body: the rows, each in its own worker process, then the tables."""
     results: dict = {"raster": [], "train": [], "ablation": [], "sweep": []}
     sweep = [int(x) for x in args.chunk_batch.split(",") if x.strip()]
+    pallas_chunks = [int(x) for x in args.pallas_chunks.split(",") if x.strip()]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
         if b not in ("xla", "pallas"):
@@ -911,16 +921,16 @@ def _run(args, rows: list[str], mode: str, steps: int, reps: int, env: dict) -> 
                     np.load(os.path.join(tmp, f"{name}_xla.npy")),
                 )
             row = {**desc, "size": size, "budget": budget, "ours": ours, "gsplat": gs, "psnr": q}
-            for cb in sweep if budget is not None else []:
-                print(f"[a] scene {name}: ours with chunk_batch={cb}", flush=True)
-                img = os.path.join(tmp, f"{name}_ours_cb{cb}.npy")
+            settings = [("xla", "chunk_batch", cb) for cb in sweep]
+            settings += [("pallas", "chunk_size", q) for q in pallas_chunks]
+            for b, key, value in settings if budget is not None else []:
+                label = f"{b} {key}={value}"
+                print(f"[a] scene {name}: {label}", flush=True)
+                img = os.path.join(tmp, f"{name}_{b}_{key}{value}.npy")
                 r = run_worker(
-                    "ours",
-                    {**spec, "backend": "xla", "chunk_batch": cb, "image_path": img},
-                    env,
-                    args.timeout,
+                    "ours", {**spec, "backend": b, key: value, "image_path": img}, env, args.timeout
                 )
-                results["sweep"].append({"scene": name, "chunk_batch": cb, **r})
+                results["sweep"].append({"scene": name, "setting": label, **r})
             results["raster"].append(row)
             for label, r in (("eager sizing render", size), *ours.items()):
                 if int(r.get("dropped_pairs", 0)) > 0:
@@ -978,7 +988,7 @@ def _run(args, rows: list[str], mode: str, steps: int, reps: int, env: dict) -> 
         print(stage_table(results["raster"]))
     if results["sweep"]:
         print()
-        print("### (a') our renderer against RenderConfig.chunk_batch")
+        print("### (a') our renderer against its loop settings (xla chunk_batch, pallas chunk_size)")
         print()
         print(sweep_table(results["sweep"]))
     if results["train"]:

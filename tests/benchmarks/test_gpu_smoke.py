@@ -61,3 +61,5 @@ def test_rows_parse_and_failures_render_as_cells():
     table = gpu.raster_table([{**failed, "ours": ours, "gsplat": {"na": "n/a (x)"}}])
     assert "failed: rc -9: killed / n/a (interpreted) / n/a (x)" in table
     assert "failed: boom" in gpu.train_table([{"error": "boom", "render_backend": "xla"}])
+    sweep = gpu.sweep_table([{"scene": "A", "setting": "pallas chunk_size=8", "na": "n/a (interpreted)"}])
+    assert "| A | pallas chunk_size=8 | n/a (interpreted) |" in sweep

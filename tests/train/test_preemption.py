@@ -12,9 +12,7 @@ import time
 import jax
 import numpy as np
 
-from any4d_jax import data
 from any4d_jax.io import workdir as workdir_lib
-from any4d_jax.train import loop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -96,20 +94,24 @@ def _interrupt(work, sig) -> int:
 
 
 def test_sigterm_checkpoints_and_a_rerun_resumes_to_the_same_parameters(tmp_path):
-    import test_loop
-
     work = tmp_path / "run"
     stopped = _interrupt(work, signal.SIGTERM)
     resume = _child(work, slow=False)
+    uninterrupted = _child(tmp_path / "full", slow=False)
     out, err = resume.communicate(timeout=600)
     assert resume.returncode == 0, err[-2000:]
     assert f"resumed from step {stopped}" in out
+    _, err = uninterrupted.communicate(timeout=600)
+    assert uninterrupted.returncode == 0, err[-2000:]
 
-    # The uninterrupted run, in this process: the same final state, bit for bit.
-    c = test_loop.tiny_config()
-    full, _ = loop.train(c, data.load(c).train, str(tmp_path / "full"), progress=False)
-    resumed = workdir_lib.restore(workdir_lib.checkpoint_manager(str(work), create=False), full)
-    assert int(resumed.step) == 12
+    # The uninterrupted run, in a fresh process too, as a user would run it: the same final state, bit for
+    # bit. (Not in this test process: under xdist it has run other tests first, and once, in CI, an
+    # in-process reference differed from the child in the last bits everywhere; which test leaves that state
+    # was not found.)
+    full = workdir_lib.restore(workdir_lib.checkpoint_manager(str(tmp_path / "full"), create=False), None)
+    resumed = workdir_lib.restore(workdir_lib.checkpoint_manager(str(work), create=False), None)
+    assert int(np.asarray(resumed["step"])) == int(np.asarray(full["step"])) == 12
+    assert jax.tree_util.tree_structure(full) == jax.tree_util.tree_structure(resumed)
     for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -10,7 +10,10 @@ tensor (F, 3, H, W) in [0, 1].
 Supported pipeline classes (model_index.json `_class_name`):
   text-to-video:      WanPipeline, CogVideoXPipeline
   image-to-video:     WanImageToVideoPipeline, CogVideoXImageToVideoPipeline, StableVideoDiffusionPipeline
-  video-conditioned:  WanVACEPipeline (video + mask: white = generate), CogVideoXFunControlPipeline
+  video-conditioned:  WanVACEPipeline (video + mask: white = generate)
+Refused with the reason (REFUSED): CogVideoX-Fun checkpoints, whether their model_index.json says
+CogVideoXFunControlPipeline or, as the released folders do, CogVideoXPipeline (recognised by the
+transformer's in_channels).
 """
 
 from __future__ import annotations
@@ -33,9 +36,14 @@ SUPPORTED = {
     "WanVACEPipeline": ("control", "wan"),
     "CogVideoXPipeline": ("text", "cogvideox"),
     "CogVideoXImageToVideoPipeline": ("image", "cogvideox"),
-    "CogVideoXFunControlPipeline": ("control", "cogvideox"),
     "StableVideoDiffusionPipeline": ("image", "svd"),
 }
+_FUN = (
+    "CogVideoX-Fun checkpoints (control or InP) are not supported: they are trained on Canny/Depth/Pose/MLSD "
+    "or masked videos, not on renders, and their pipeline takes no frame count"
+)
+# class name -> why it is refused (one line, completed with the supported classes).
+REFUSED = {"CogVideoXFunControlPipeline": _FUN}
 MAX_SIDE = 4096  # sanity limit on the generated width / height in pixels
 MAX_CONFIG_BYTES = 4 * 2**20  # model_index.json and component config.json files are a few kilobytes
 # Components a pipeline's model_index.json lists as [library, class]; any other non-list key is a setting.
@@ -65,6 +73,7 @@ class PipelineSpec:
     fixed_size: (height, width) the model only works at (learned positional embeddings), or None.
     inner_dim: the transformer's hidden width (camera adapters), or None for UNets.
     takes_text: the pipeline takes a text prompt.
+    fixed_frames: the only frame count the model works at (learned positional embeddings), or None.
     """
 
     path: str
@@ -79,6 +88,7 @@ class PipelineSpec:
     inner_dim: int | None
     takes_text: bool
     min_frames: int = 1
+    fixed_frames: int | None = None
 
     def latent_frames(self, num_frames: int) -> int:
         return (num_frames - 1) // self.temporal_factor + 1
@@ -111,6 +121,12 @@ class PipelineSpec:
             raise InputError(
                 f"{name} makes {rule} frames; camera.num_frames={num_frames} is not one: use "
                 f"--config.camera.num_frames={good}"
+            )
+        if self.fixed_frames is not None and num_frames != self.fixed_frames:
+            raise InputError(
+                f"{name} only generates {self.fixed_frames} frames (learned positional embeddings, which "
+                f"diffusers would silently replace at {num_frames}): use "
+                f"--config.camera.num_frames={self.fixed_frames}"
             )
         m = self.spatial_multiple
         if height % m or width % m:
@@ -221,6 +237,8 @@ def _class_name(index: dict, index_path: str) -> str:
         raise InputError(
             f"{index_path}: '_class_name' must be a string naming the pipeline class, got {_show(cls)}"
         )
+    if cls in REFUSED:
+        raise InputError(f"{index_path}: {REFUSED[cls]}; supported: {', '.join(sorted(SUPPORTED))}")
     if cls not in SUPPORTED:
         raise InputError(
             f"{index_path}: pipeline class {_show(cls)} is not supported; supported: "
@@ -303,12 +321,24 @@ def inspect(path: str) -> PipelineSpec:
         tr = _read_json(tr_path, where)
         spatial = 2 ** (len(_int_list(vae, "block_out_channels", vae_path, [128, 256, 256, 512])) - 1)
         p = _int(tr, "patch_size", tr_path, 2)
-        fixed = None
+        # A plain CogVideoX transformer takes the VAE's latents (text) or latents + image latents (image);
+        # CogVideoX-Fun folders name the same classes but take control or mask latents too.
+        latent = _int(vae, "latent_channels", vae_path, 16)
+        want = latent if kind == "text" else 2 * latent
+        got = _int(tr, "in_channels", tr_path, 16)
+        if got != want:
+            raise InputError(
+                f"{tr_path}: in_channels={got}, but a {cls} transformer takes {want} (vae latent_channels="
+                f"{latent}{'' if kind == 'text' else ' x 2'}): {_FUN}; supported: "
+                f"{', '.join(sorted(SUPPORTED))}"
+            )
+        fixed, frames = None, None
         if _bool(tr, "use_learned_positional_embeddings", tr_path, False) and kind == "image":
             fixed = (
                 _int(tr, "sample_height", tr_path) * spatial,
                 _int(tr, "sample_width", tr_path) * spatial,
             )
+            frames = _int(tr, "sample_frames", tr_path, 49)
         return PipelineSpec(
             path=path,
             class_name=cls,
@@ -321,6 +351,7 @@ def inspect(path: str) -> PipelineSpec:
             fixed_size=fixed,
             inner_dim=_heads_width(tr, tr_path),
             takes_text=True,
+            fixed_frames=frames,
         )
     # Stable Video Diffusion: a spatio-temporal UNet; any frame count >= 2, sizes multiple of the VAE factor.
     _read_json(os.path.join(path, "unet", "config.json"), where)

@@ -156,13 +156,13 @@ class DiffusersGenerator:
                 raise InputError(
                     f"{where} has no camera control: put trained Pluecker adapter weights in "
                     f"{self.adapter_dir} (third_party/camera_adapter.py), use a video-conditioned pipeline "
-                    "(WanVACEPipeline, CogVideoXFunControlPipeline), or pass "
+                    "(WanVACEPipeline), or pass "
                     "--config.generator.camera_conditioning=none to generate without following the trajectory"
                 )
         if asked == "warp" and spec.kind != "control":
             raise InputError(
                 f"{where} is not video-conditioned, so it cannot take warp renders: use camera_conditioning="
-                "pluecker (with adapter weights) or a WanVACEPipeline / CogVideoXFunControlPipeline folder"
+                "pluecker (with adapter weights) or a WanVACEPipeline folder"
             )
         if asked == "pluecker":
             if spec.family != "wan":

@@ -40,6 +40,7 @@ COG = {
     "transformer/config.json": {
         "num_attention_heads": 48,
         "attention_head_dim": 64,
+        "in_channels": 32,  # latents + image latents
         "patch_size": 2,
         "patch_size_t": None,
         "use_learned_positional_embeddings": True,
@@ -166,3 +167,37 @@ def test_valid_folders_inspect_and_missing_parts_are_input_errors(tmp_path):
     os.remove(os.path.join(folder, "transformer", "config.json"))
     msg = _refused(tmp_path / "wan", {})
     assert os.path.join(folder, "transformer", "config.json") in msg and "missing" in msg
+
+
+def test_cogvideox_fun_folders_are_refused_before_loading(tmp_path):
+    """CogVideoX-Fun control folders say CogVideoXPipeline in model_index.json (so they looked text-to-video
+    and failed only after loading); their transformer takes control latents too, which gives them away."""
+    text = {**COG, "model_index.json": {**COG["model_index.json"], "_class_name": "CogVideoXPipeline"}}
+    text["transformer/config.json"] = {**COG["transformer/config.json"], "in_channels": 16}
+    text["transformer/config.json"]["use_learned_positional_embeddings"] = False
+    spec = diffusers_video.inspect(_folder(tmp_path / "t2v", text))  # a plain CogVideoX text-to-video
+    assert (spec.kind, spec.fixed_frames) == ("text", None)
+
+    msg = _refused(tmp_path / "fun", text, **{"transformer__config:in_channels": 32})
+    assert os.path.join(str(tmp_path / "fun"), "transformer", "config.json") in msg
+    assert "in_channels=32, but a CogVideoXPipeline transformer takes 16" in msg
+    assert "CogVideoX-Fun checkpoints" in msg and "supported: CogVideoXImageToVideoPipeline" in msg
+    msg = _refused(tmp_path / "inp", COG, **{"transformer__config:in_channels": 33})  # Fun InP (+ mask)
+    assert "in_channels=33, but a CogVideoXImageToVideoPipeline transformer takes 32" in msg
+
+    msg = _refused(tmp_path / "edited", text, **{"model_index:_class_name": "CogVideoXFunControlPipeline"})
+    assert os.path.join(str(tmp_path / "edited"), "model_index.json") in msg and "CogVideoX-Fun" in msg
+
+
+def test_cogvideox_i2v_with_learned_embeddings_makes_only_its_frame_count(tmp_path):
+    """CogVideoX-5b-I2V learned its positional embedding for 49 frames; diffusers silently swaps in sin-cos
+    ones at any other count, so any other count is refused up front with the fix."""
+    spec = diffusers_video.inspect(_folder(tmp_path / "cog", COG))
+    assert spec.fixed_frames == 49
+    spec.check(49, 480, 720)
+    with pytest.raises(InputError, match=r"only generates 49 frames .*--config.camera.num_frames=49$"):
+        spec.check(33, 480, 720)  # 4k+1, so only the learned embedding rules it out
+    spec = diffusers_video.inspect(
+        _folder(tmp_path / "cog81", COG, **{"transformer__config:sample_frames": 81})
+    )
+    spec.check(81, 480, 720)

@@ -52,8 +52,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.generator.num_inference_steps = 30  # diffusers: denoising steps
     c.generator.guidance_scale = 5.0  # diffusers: classifier-free guidance scale
     c.generator.max_sequence_length = 512  # diffusers (Wan): text tokens
-    c.generator.dtype = "float32"  # diffusers: torch dtype of the pipeline (float32 | bfloat16 | float16)
-    c.generator.device = "cpu"  # diffusers: torch device, cpu | cuda (= JAX's GPU) | cuda:K (JAX trains on K)
+    # diffusers: torch device, auto (cuda when torch sees a GPU, else cpu) | cpu | cuda (= JAX's GPU) | cuda:K
+    c.generator.device = "auto"
+    c.generator.dtype = (
+        "auto"  # diffusers: transformer + text encoder; auto = bfloat16 on cuda, float32 on cpu
+    )
+    c.generator.vae_dtype = "float32"  # diffusers: VAE and image encoder (CLIP), float32 as Wan keeps them
+    c.generator.offload = "none"  # diffusers on cuda: none | model | group | sequential (less memory, slower)
+    c.generator.vae_tiling = False  # diffusers: decode in tiles (less memory for large frames)
+    c.generator.variant = ""  # diffusers: weight-file variant, e.g. fp16 (*.fp16.safetensors); '' = plain
     # diffusers on cuda: share of the GPU JAX preallocates; None = no preallocation (an env var set wins)
     c.generator.jax_memory_fraction = config_dict.placeholder(float)
     c.generator.warp = ml_collections.ConfigDict()

@@ -8,10 +8,12 @@ without --config.generator.model it stops at once and says so. The folder's mode
 text-to-video (WanPipeline, CogVideoXPipeline), image-to-video (add --config.prompt.image) or
 video-conditioned (WanVACEPipeline: the image is warped along the trajectory and the model inpaints). Frame
 counts must suit the model (Wan: 4k+1) and sizes its patch grid (Wan: multiples of 16); both are checked
-before loading. Real models want more than these CPU-sized defaults, e.g. Wan 2.1: 81 frames at 832 x 480
-on a GPU: --config.generator.device=cuda (or cuda:K) --config.generator.dtype=bfloat16. Then JAX does not
-preallocate the GPU (generator.jax_memory_fraction), the pipeline is freed before training, and training
-runs on the same GPU; a rerun in the same --workdir reuses generated.npz instead of generating again.
+before loading. Real models want more than these CPU-sized defaults, e.g. Wan 2.1: 81 frames at 832 x 480.
+Where torch sees a GPU the generator runs there in bfloat16 (generator.device / dtype = auto; the VAE and
+image encoder stay float32); generator.offload=model|group|sequential and generator.vae_tiling=True trade
+speed for memory. JAX does not preallocate the GPU (generator.jax_memory_fraction), the pipeline is freed
+before training, and training runs on the same GPU; a rerun in the same --workdir reuses generated.npz
+instead of generating again.
 """
 
 import ml_collections

@@ -372,27 +372,65 @@ def inspect(path: str) -> PipelineSpec:
 
 
 _DTYPES = ("float32", "bfloat16", "float16")
-DEVICES = "cpu, cuda or cuda:K (K = a CUDA GPU index, e.g. cuda:1)"
-_DEVICE = re.compile(r"cpu|cuda(?::(\d{1,4}))?")
+DTYPES = ("auto",) + _DTYPES  # generator.dtype: auto = bfloat16 on a CUDA GPU, float32 on the CPU
+DEVICES = "auto, cpu, cuda or cuda:K (K = a CUDA GPU index, e.g. cuda:1; auto = cuda when torch sees a GPU)"
+_DEVICE = re.compile(r"auto|cpu|cuda(?::(\d{1,4}))?")
+# generator.offload: how the pipeline's weights sit on a CUDA GPU while it generates.
+#   none:       every component on the GPU (fastest; the most memory);
+#   model:      one component at a time on the GPU, moved there when it runs (enable_model_cpu_offload);
+#   group:      groups of transformer blocks streamed to the GPU (enable_group_offload, block level);
+#   sequential: one layer at a time (enable_sequential_cpu_offload; the least memory, the slowest).
+OFFLOADS = ("none", "model", "group", "sequential")
+# Components at generator.vae_dtype (float32 by default, as Wan's own pipelines keep them): the VAE, whose
+# decoder loses detail in half precision, and the image encoder (CLIP). Everything else, the transformer(s)
+# and the text encoder, is at generator.dtype.
+VAE_LIKE = ("vae", "image_encoder")
 
 
 def parse_device(device: str) -> tuple[str, int | None]:
-    """generator.device -> ("cpu", None) | ("cuda", None) | ("cuda", K). Pure (no torch).
+    """generator.device -> ("auto", None) | ("cpu", None) | ("cuda", None) | ("cuda", K). Pure (no torch).
 
     InputError (one line naming the key) for anything else: "gpu", "cuda:", "cuda:-1", "mps", "cuda:0,1"."""
     m = _DEVICE.fullmatch(device) if isinstance(device, str) else None
     if m is None:
         raise InputError(f"--config.generator.device={device!r}: must be {DEVICES}")
-    if device == "cpu":
-        return "cpu", None
+    if device in ("auto", "cpu"):
+        return device, None
     return "cuda", None if m.group(1) is None else int(m.group(1))
+
+
+def resolve_auto(device: str, dtype: str, cuda_available: bool) -> tuple[str, str]:
+    """(device, dtype) with "auto" settled: cuda and bfloat16 when torch sees a CUDA GPU, else cpu and
+    float32 (half precision on a CPU is slow and poorly supported). Pure: pass torch.cuda.is_available()."""
+    parse_device(device)
+    if dtype not in DTYPES:
+        raise InputError(f"--config.generator.dtype={dtype!r}: must be one of {', '.join(DTYPES)}")
+    if device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    return device, dtype
+
+
+def check_placement(device: str, offload: str, vae_dtype: str) -> None:
+    """Refuse an offload mode without a CUDA device, and unknown modes or dtypes (one line, with the fix)."""
+    if offload not in OFFLOADS:
+        raise InputError(f"--config.generator.offload={offload!r}: must be one of {', '.join(OFFLOADS)}")
+    if vae_dtype not in _DTYPES:
+        raise InputError(f"--config.generator.vae_dtype={vae_dtype!r}: must be one of {', '.join(_DTYPES)}")
+    if offload != "none" and parse_device(device)[0] != "cuda":
+        raise InputError(
+            f"--config.generator.offload={offload} streams weights between the CPU and a CUDA GPU, but the "
+            f"generator runs on {device}: use --config.generator.offload=none or a CUDA generator.device"
+        )
 
 
 def check_cuda(device: str, available: bool, count: int) -> None:
     """Refuse a CUDA generator.device torch cannot use (pure: pass torch.cuda.is_available() and
-    torch.cuda.device_count()); one-line InputError naming the key and the fix. "cpu" always passes."""
+    torch.cuda.device_count()); one-line InputError naming the key and the fix. "cpu" and "auto" (settled by
+    `resolve_auto` to what torch sees) always pass."""
     kind, index = parse_device(device)
-    if kind == "cpu":
+    if kind in ("cpu", "auto"):
         return
     if not available:
         raise InputError(
@@ -426,26 +464,74 @@ def free_memory(device: str) -> None:
             torch.cuda.empty_cache()
 
 
-def load(spec: PipelineSpec, dtype: str = "float32", device: str = "cpu") -> Any:
-    """The pipeline, from its folder only (local_files_only=True), on `device` (a torch device string,
-    cpu | cuda | cuda:K), progress bar off. The caller drops it after generating (`free_memory`)."""
+def load(
+    spec: PipelineSpec,
+    dtype: str = "float32",
+    device: str = "cpu",
+    *,
+    vae_dtype: str = "float32",
+    offload: str = "none",
+    vae_tiling: bool = False,
+    variant: str = "",
+) -> Any:
+    """The pipeline, from its folder only (local_files_only=True), progress bar off. The caller drops it after
+    generating (`free_memory`).
+
+    dtype: of the transformer(s) and text encoder; vae_dtype: of VAE_LIKE components (see there).
+    device: a torch device string, cpu | cuda | cuda:K ("auto" settled by `resolve_auto` first).
+    offload: one of OFFLOADS (not "none" only on CUDA, `check_placement`).
+    vae_tiling: decode the video in tiles (less memory for large frames; the VAE must support it).
+    variant: the weight files' variant ("fp16" loads *.fp16.safetensors), "" for the plain ones.
+    """
     import diffusers
     import torch
 
     if dtype not in _DTYPES:
         raise InputError(f"generator.dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+    check_placement(device, offload, vae_dtype)
     cls = getattr(diffusers, spec.class_name)
+    dtypes = {"default": getattr(torch, dtype), **{k: getattr(torch, vae_dtype) for k in VAE_LIKE}}
     try:
-        pipe = cls.from_pretrained(spec.path, local_files_only=True, dtype=getattr(torch, dtype))
+        pipe = cls.from_pretrained(spec.path, local_files_only=True, dtype=dtypes, variant=variant or None)
     except Exception as e:  # diffusers raises many types here (OSError, ValueError, EnvironmentError, ...)
         msg = str(e).splitlines()[0] if str(e) else ""
+        hint = f" (is there a {variant!r} variant of every weight file?)" if variant else ""
         raise InputError(
-            f"generator.model {spec.path}: could not load the {spec.class_name} pipeline "
+            f"generator.model {spec.path}: could not load the {spec.class_name} pipeline{hint} "
             f"({type(e).__name__}: {msg})"
         ) from None
-    pipe.to(device)
+    if vae_tiling:
+        vae = getattr(pipe, "vae", None)
+        if not hasattr(vae, "enable_tiling"):
+            raise InputError(
+                f"generator.vae_tiling: the {type(vae).__name__} of {spec.class_name} has no tiled decoding; "
+                "use --config.generator.vae_tiling=False"
+            )
+        vae.enable_tiling()
+    place(pipe, device, offload)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def place(pipe: Any, device: str, offload: str) -> None:
+    """Put a loaded pipeline on `device` as `offload` says (OFFLOADS)."""
+    import torch
+
+    if offload == "none":
+        pipe.to(device)
+    elif offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif offload == "group":
+        pipe.enable_group_offload(
+            onload_device=torch.device(device),
+            offload_device=torch.device("cpu"),
+            offload_type="block_level",
+            num_blocks_per_group=1,
+        )
+    else:
+        raise InputError(f"--config.generator.offload={offload!r}: must be one of {', '.join(OFFLOADS)}")
 
 
 def _pil(rgb: np.ndarray):

@@ -18,7 +18,11 @@ without a copy. Depth for reconstruction comes from the warp lifting of the firs
 the first generated frame for text) rendered along the trajectory; `mask` marks where that depth is known.
 torch and diffusers are imported only here and in third_party/.
 
-Devices and memory (`generator.device`: cpu | cuda | cuda:K). A CUDA request is refused in the constructor,
+Devices and memory (`generator.device`: auto | cpu | cuda | cuda:K; auto = cuda when torch sees a GPU, and
+then `generator.dtype` auto = bfloat16, else cpu and float32). The VAE and the image encoder stay at
+`generator.vae_dtype` (float32), `generator.offload` (none | model | group | sequential) and
+`generator.vae_tiling` trade speed for GPU memory, and `generator.variant` picks the weight files (e.g.
+fp16); see third_party/diffusers_video.py. A CUDA request is refused in the constructor,
 before anything loads, when torch sees no CUDA GPU or fewer than K + 1. With CUDA jax, torch and JAX share a
 GPU: "cuda" means the GPU JAX trains on (its default device), "cuda:K" means GPU K for both (the prompt job
 trains under `jax.default_device` of JAX's GPU K; `jax_device` says which), so the frames never cross
@@ -67,6 +71,8 @@ def resolve_devices(device: str, gpus: Sequence[Any], default: Any = None) -> tu
     device JAX would use by default (jax.config.jax_default_device; None = the first of `gpus`).
 
       cpu                    -> ("cpu", None): training stays where JAX puts it.
+      auto                   -> as cuda when JAX has GPUs, else ("cpu", None) (the constructor settles
+                                auto by what torch sees before it gets here).
       cuda,   no JAX GPUs    -> ("cuda", None): the video crosses to the host (CPU jax).
       cuda,   JAX GPUs       -> ("cuda:<id of JAX's training GPU>", that GPU).
       cuda:K, no JAX GPUs    -> ("cuda:K", None).
@@ -76,6 +82,8 @@ def resolve_devices(device: str, gpus: Sequence[Any], default: Any = None) -> tu
 
     kind, index = diffusers_video.parse_device(device)
     gpus = list(gpus)
+    if kind == "auto":
+        kind, device = ("cuda", "cuda") if gpus else ("cpu", "cpu")
     if kind == "cpu":
         return "cpu", None
     if not gpus:
@@ -129,8 +137,11 @@ class DiffusersGenerator:
         require_gen_extra()
         from third_party import camera_adapter
 
-        diffusers_video.check_cuda(g.device, *diffusers_video.cuda_status())  # before anything loads
-        self.device = resolve_devices(g.device, jax_gpus(), _jax_default_device())[0]
+        available, count = diffusers_video.cuda_status()
+        device, self.dtype = diffusers_video.resolve_auto(g.device, g.dtype, available)
+        diffusers_video.check_cuda(device, available, count)  # before anything loads
+        diffusers_video.check_placement(device, g.offload, g.vae_dtype)
+        self.device = resolve_devices(device, jax_gpus(), _jax_default_device())[0]
         self.spec = diffusers_video.inspect(g.model)
         self.cfg = g
         self.warp_settings = warp.settings_from_config(config)
@@ -211,7 +222,16 @@ class DiffusersGenerator:
         if self._pipe is None:
             from third_party import diffusers_video
 
-            self._pipe = diffusers_video.load(self.spec, self.cfg.dtype, self.device)
+            g = self.cfg
+            self._pipe = diffusers_video.load(
+                self.spec,
+                self.dtype,
+                self.device,
+                vae_dtype=g.vae_dtype,
+                offload=g.offload,
+                vae_tiling=bool(g.vae_tiling),
+                variant=g.variant,
+            )
         return self._pipe
 
     def release(self) -> None:

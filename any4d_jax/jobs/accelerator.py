@@ -35,7 +35,7 @@ USER_ALLOCATOR_VARS = (
     "XLA_PYTHON_CLIENT_MEM_FRACTION",
     "XLA_PYTHON_CLIENT_ALLOCATOR",
 )
-_CUDA = re.compile(r"cuda(?::\d+)?")
+_CUDA = re.compile(r"auto|cuda(?::\d+)?")  # auto: cuda whenever torch sees a GPU
 
 
 def _get(config: Any, key: str, default: Any = None) -> Any:
@@ -49,7 +49,8 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
 
 
 def gpu_generator(config: Any) -> bool:
-    """Whether the config asks for a torch generator on a CUDA GPU (the case that shares it with JAX)."""
+    """Whether the config asks for a torch generator on a CUDA GPU (the case that shares it with JAX).
+    "auto" counts: it is cuda wherever there is a GPU, and a CPU-only machine ignores the allocator vars."""
     device = _get(config, "generator.device")
     return (
         _get(config, "generator.name") == "diffusers"

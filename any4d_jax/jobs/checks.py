@@ -136,6 +136,11 @@ RULES: dict[str, tuple[Callable, str]] = {
     "generator.num_inference_steps": _int_at_least(1),
     "generator.guidance_scale": _nonneg(),
     "generator.device": (_device_ok, diffusers_video.DEVICES),
+    "generator.dtype": _choice(*diffusers_video.DTYPES),
+    "generator.vae_dtype": _choice(*diffusers_video.DTYPES[1:]),
+    "generator.offload": _choice(*diffusers_video.OFFLOADS),
+    "generator.vae_tiling": (lambda x: isinstance(x, bool), "True or False"),
+    "generator.variant": (lambda x: isinstance(x, str), "a string ('' = the plain weight files)"),
     "generator.jax_memory_fraction": (
         lambda x: x is None or (_num(x) and 0 < x <= 1),
         "empty (no preallocation) or a number in (0, 1]",

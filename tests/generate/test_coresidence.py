@@ -56,6 +56,8 @@ def test_allocator_env_is_set_only_for_a_cuda_generator_and_never_over_the_users
     assert env(_gpu_config("cuda:1"), {}) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     assert env(_gpu_config("cuda", 0.4), {}) == {"XLA_CLIENT_MEM_FRACTION": "0.4"}
     assert env(_gpu_config("cpu"), {}) == {}
+    # auto is cuda wherever torch sees a GPU (and a CPU-only machine ignores the variable)
+    assert env(_gpu_config("auto"), {}) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     assert env(image_config(), {}) == {}  # warp generator: nothing shares the GPU
     for user in XLA_VARS:  # the user manages the allocator: none is touched (jaxlib refuses two fractions)
         assert env(_gpu_config("cuda", 0.4), {user: "0.9"}) == {}
@@ -196,10 +198,13 @@ def test_the_prompt_job_asks_the_backend_for_its_jax_device(monkeypatch):
 
 def test_bad_device_strings_are_refused_by_the_config_check():
     ok, want = checks.RULES["generator.device"]
-    assert want == "cpu, cuda or cuda:K (K = a CUDA GPU index, e.g. cuda:1)"
+    assert (
+        want
+        == "auto, cpu, cuda or cuda:K (K = a CUDA GPU index, e.g. cuda:1; auto = cuda when torch sees a GPU)"
+    )
     for bad in ("gpu", "cuda:", "cuda:-1", "cuda:0,1", "mps", "CUDA", " cpu", None):
         assert not ok(bad), bad
-    for good in ("cpu", "cuda", "cuda:0", "cuda:7"):
+    for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:7"):
         assert ok(good), good
     ok, _ = checks.RULES["generator.jax_memory_fraction"]
     assert ok(None) and ok(0.5) and ok(1.0) and ok(1)
@@ -238,7 +243,7 @@ def test_a_cuda_request_without_cuda_is_refused_before_anything_loads(tmp_path, 
         "--config.generator.device=cuda:2: torch sees 2 CUDA GPU(s) (cuda:0 to cuda:1); pick one of them"
     )
     c.generator.device = "cuda:x"
-    with pytest.raises(InputError, match=r"must be cpu, cuda or cuda:K"):
+    with pytest.raises(InputError, match=r"must be auto, cpu, cuda or cuda:K"):
         make_generator(c)
     diffusers_video.check_cuda("cpu", False, 0)  # the CPU needs nothing
     diffusers_video.check_cuda("cuda:1", True, 2)

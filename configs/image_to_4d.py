@@ -47,8 +47,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.generator = ml_collections.ConfigDict()
     c.generator.name = "warp"  # synthetic | warp | diffusers (any4d_jax/generate/)
     c.generator.model = ""  # diffusers: local pipeline folder (model_index.json); never downloaded
-    c.generator.camera_conditioning = "auto"  # diffusers: auto | pluecker | warp | none (diffusers_gen.py)
-    c.generator.adapter = ""  # diffusers + pluecker: camera adapter folder; empty = <model>/camera_adapter
+    c.generator.camera_conditioning = "auto"  # diffusers: auto | pluecker | warp | camera | none
+    # diffusers + pluecker: a released Wan Fun Control-Camera folder (VideoX-Fun: Wan2.1-Fun-V1.1-1.3B/14B or
+    # Wan2.2-Fun-5B/A14B -Control-Camera; config.json + diffusion_pytorch_model*.safetensors, or
+    # low_noise_model/ + high_noise_model/): its transformer(s) + camera adapter replace generator.model's;
+    # generator.model then only supplies VAE, encoders, scheduler. '' = none (auto never picks pluecker)
+    c.generator.camera_model = ""
     c.generator.num_inference_steps = 30  # diffusers: denoising steps
     c.generator.guidance_scale = 5.0  # diffusers: classifier-free guidance scale
     c.generator.max_sequence_length = 512  # diffusers (Wan): text tokens
@@ -63,13 +67,29 @@ def get_config() -> ml_collections.ConfigDict:
     c.generator.variant = ""  # diffusers: weight-file variant, e.g. fp16 (*.fp16.safetensors); '' = plain
     # diffusers on cuda: share of the GPU JAX preallocates; None = no preallocation (an env var set wins)
     c.generator.jax_memory_fraction = config_dict.placeholder(float)
+    # warp and diffusers: local monocular depth model folder (transformers AutoModelForDepthEstimation, e.g.
+    # Depth Anything V2, DepthPro; never downloaded) lifting the first frame, scale-fitted so the subject is
+    # at warp.depth; empty = the depth prior (tilt_deg, bulge) unless prompt.depth is given
+    c.generator.depth_model = ""
+    # diffusers, models that need a first frame (image / control / camera) given no prompt.image: local
+    # text-to-image pipeline folder (e.g. PixArt-Sigma, Sana, SDXL, Flux) making it from prompt.text
+    c.generator.image_model = ""
+    c.generator.image_size = config_dict.placeholder(int)  # text-to-image long side px; None = trajectory's
+    c.generator.image_steps = 30  # text-to-image denoising steps
+    c.generator.image_guidance_scale = 4.5  # text-to-image classifier-free guidance scale
+    c.generator.sana_wm = ml_collections.ConfigDict()  # diffusers + SanaWMPipeline (conditioning camera)
+    # trajectory units -> SANA-WM's: x on the c2w translations it receives (it applies no normalisation)
+    c.generator.sana_wm.translation_scale = 1.0
     c.generator.warp = ml_collections.ConfigDict()
     c.generator.warp.depth = config_dict.placeholder(float)  # z of the picture centre; None = camera.radius
     c.generator.warp.tilt_deg = 20.0  # depth prior: plane tilt, top of the picture farther (0: fronto)
     c.generator.warp.bulge = 0.25  # depth prior: the centre pulled this fraction closer (a soft dome)
-    c.generator.warp.max_depth_ratio = 4.0  # depth prior: far clamp, x depth
+    c.generator.warp.max_depth_ratio = 4.0  # depth prior: far clamp, x depth (depth model: [1/x, x] x depth)
     c.generator.warp.splat_scale = 0.4  # Gaussian std in pixel footprints (lower: sharper, more holes)
     c.generator.warp.mask_threshold = 0.5  # accumulated opacity below this = disoccluded (mask 0)
+    # diffusers + warp (VACE): hole masks grown by this many pixels (disk) so splat rims are regenerated;
+    # 4 = half of the VAE's 8-pixel latent cell
+    c.generator.warp.mask_dilate = 4
     c.generator.synthetic = ml_collections.ConfigDict()
     c.generator.synthetic.center = config_dict.placeholder(tuple)  # scene centre; None = (0, 0, radius)
     c.generator.synthetic.num_background = 6000  # Gaussians of the procedural background

@@ -11,6 +11,7 @@ Supported pipeline classes (model_index.json `_class_name`):
   text-to-video:      WanPipeline, CogVideoXPipeline
   image-to-video:     WanImageToVideoPipeline, CogVideoXImageToVideoPipeline, StableVideoDiffusionPipeline
   video-conditioned:  WanVACEPipeline (video + mask: white = generate)
+  camera-controlled:  SanaWMPipeline (image + text + per-frame camera-to-world poses and intrinsics; 6-DoF)
 Refused with the reason (REFUSED): CogVideoX-Fun checkpoints, whether their model_index.json says
 CogVideoXFunControlPipeline or, as the released folders do, CogVideoXPipeline (recognised by the
 transformer's in_channels).
@@ -29,7 +30,7 @@ import numpy as np
 from any4d_jax import files
 from any4d_jax.errors import InputError, MissingInput
 
-# class name -> (kind, family); kind: "text" | "image" | "control".
+# class name -> (kind, family); kind: "text" | "image" | "control" | "camera".
 SUPPORTED = {
     "WanPipeline": ("text", "wan"),
     "WanImageToVideoPipeline": ("image", "wan"),
@@ -37,6 +38,7 @@ SUPPORTED = {
     "CogVideoXPipeline": ("text", "cogvideox"),
     "CogVideoXImageToVideoPipeline": ("image", "cogvideox"),
     "StableVideoDiffusionPipeline": ("image", "svd"),
+    "SanaWMPipeline": ("camera", "sana_wm"),  # image + text + c2w poses + intrinsics (run: c2w, intrinsics)
 }
 _FUN = (
     "CogVideoX-Fun checkpoints (control or InP) are not supported: they are trained on Canny/Depth/Pose/MLSD "
@@ -65,7 +67,7 @@ COMPONENTS = (
 class PipelineSpec:
     """What a pipeline folder can produce, read from its JSON configs.
 
-    kind: "text" | "image" | "control"; family: "wan" | "cogvideox" | "svd".
+    kind: "text" | "image" | "control" | "camera"; family: "wan" | "cogvideox" | "svd" | "sana_wm".
     temporal_factor: frame counts must be temporal_factor k + 1 (1: any count >= min_frames).
     latent_frame_multiple: the latent frame count must also be a multiple of this (CogVideoX 1.5).
     spatial_multiple: width and height must be multiples of this (VAE downsampling x patch size).
@@ -275,6 +277,71 @@ def _heads_width(tr: dict, tr_path: str) -> int:
     return _int(tr, "num_attention_heads", tr_path) * _int(tr, "attention_head_dim", tr_path)
 
 
+SANA_WM_ROPE_LEN = 1024  # SanaWMTransformer3DModel's RoPE table (SanaWMRotaryPosEmbed, max_seq_len fixed)
+
+
+def _ltx2_downsamplings(vae: dict, vae_path: str) -> int:
+    """How many blocks of an AutoencoderKLLTX2Video encoder downsample, read as the class reads its config:
+    `spatio_temporal_scaling` is a list of booleans, or one boolean for every block but the last
+    (len(layers_per_block) - 1 blocks); absent = the class default (True, True, True, True)."""
+    value = vae.get("spatio_temporal_scaling")
+    if value is None:
+        return 4
+    if isinstance(value, bool):
+        return len(_int_list(vae, "layers_per_block", vae_path, [4, 6, 6, 2, 2])) - 1 if value else 0
+    return sum(_bool_list(vae, "spatio_temporal_scaling", vae_path, []))
+
+
+def _sana_wm_spec(path: str, cls: str, vae: dict, vae_path: str, where: str) -> PipelineSpec:
+    """The PipelineSpec of a SanaWMPipeline folder (LTX-2 VAE + SANA-WM DiT), from their config.json files.
+
+    Frames: temporal_compression_ratio k + 1 (8k+1 for the public LTX-2 VAE), at least one latent frame past
+    the first (the first latent frame is the encoded image, held clean). The VAE's
+    `temporal_compression_ratio` / `spatial_compression_ratio` keys win, as in AutoencoderKLLTX2Video;
+    without them its formula (patch_size_t or patch_size, x 2 per downsampling block). The pipeline itself
+    would snap another count to the nearest 8k+1 and cut the poses to it silently.
+    Size: multiples of spatial_compression_ratio x the DiT's patch size (32 x 1 for the public model). Height
+    and width are free otherwise: the DiT's positions are RoPE (SANA_WM_ROPE_LEN per axis) and its camera
+    branch rescales the intrinsics to the latent grid; 704 x 1280 is the public model's training resolution
+    and the pipeline's default (cam_utils.TARGET_HEIGHT / TARGET_WIDTH), so other sizes work but are
+    off-distribution.
+    """
+    tr_path = os.path.join(path, "transformer", "config.json")
+    tr = _read_json(tr_path, where)
+    downs = _ltx2_downsamplings(vae, vae_path)
+    fold_t = _int(vae, "patch_size_t", vae_path, 1) * 2**downs
+    fold_s = _int(vae, "patch_size", vae_path, 4) * 2**downs
+    temporal = _int(vae, "temporal_compression_ratio", vae_path, fold_t)
+    spatial = _int(vae, "spatial_compression_ratio", vae_path, fold_s)
+    patch = _int_list(tr, "patch_size", tr_path, [1, 1, 1], length=3)
+    if patch[0] != 1:
+        raise InputError(f"{tr_path}: 'patch_size' must start with 1 (SANA-WM patches frames one by one)")
+    latent, got = _int(vae, "latent_channels", vae_path, 128), _int(tr, "in_channels", tr_path, 128)
+    if got != latent:
+        raise InputError(f"{tr_path}: in_channels={got}, but the VAE ({vae_path}) has {latent} channels")
+    if _bool(tr, "use_chunk_plucker_post_attn", tr_path, True):
+        got = _int(tr, "chunk_plucker_channels", tr_path, 48)
+        if got != 6 * temporal:
+            raise InputError(
+                f"{tr_path}: chunk_plucker_channels={got}, but the VAE ({vae_path}) folds {temporal} frames "
+                f"into a latent frame: its camera branch takes 6 x {temporal} = {6 * temporal} channels"
+            )
+    return PipelineSpec(
+        path=path,
+        class_name=cls,
+        kind="camera",
+        family="sana_wm",
+        temporal_factor=temporal,
+        latent_frame_multiple=1,
+        spatial_multiple=spatial * max(patch[1], patch[2]),
+        max_tokens_per_axis=SANA_WM_ROPE_LEN,
+        fixed_size=None,
+        inner_dim=_int(tr, "hidden_size", tr_path, 2240),
+        takes_text=True,
+        min_frames=temporal + 1,
+    )
+
+
 def inspect(path: str) -> PipelineSpec:
     """The PipelineSpec of a local diffusers pipeline folder; reads JSON only (no torch, no weights).
 
@@ -353,6 +420,8 @@ def inspect(path: str) -> PipelineSpec:
             takes_text=True,
             fixed_frames=frames,
         )
+    if family == "sana_wm":
+        return _sana_wm_spec(path, cls, vae, vae_path, where)
     # Stable Video Diffusion: a spatio-temporal UNet; any frame count >= 2, sizes multiple of the VAE factor.
     _read_json(os.path.join(path, "unet", "config.json"), where)
     return PipelineSpec(
@@ -473,6 +542,7 @@ def load(
     offload: str = "none",
     vae_tiling: bool = False,
     variant: str = "",
+    components: dict | None = None,
 ) -> Any:
     """The pipeline, from its folder only (local_files_only=True), progress bar off. The caller drops it after
     generating (`free_memory`).
@@ -482,6 +552,8 @@ def load(
     offload: one of OFFLOADS (not "none" only on CUDA, `check_placement`).
     vae_tiling: decode the video in tiles (less memory for large frames; the VAE must support it).
     variant: the weight files' variant ("fp16" loads *.fp16.safetensors), "" for the plain ones.
+    components: loaded modules that replace the folder's (e.g. {"transformer": ..., "transformer_2": None},
+    the Fun Control-Camera transformers of third_party/camera_adapter.py); the folder's are then not loaded.
     """
     import diffusers
     import torch
@@ -492,7 +564,9 @@ def load(
     cls = getattr(diffusers, spec.class_name)
     dtypes = {"default": getattr(torch, dtype), **{k: getattr(torch, vae_dtype) for k in VAE_LIKE}}
     try:
-        pipe = cls.from_pretrained(spec.path, local_files_only=True, dtype=dtypes, variant=variant or None)
+        pipe = cls.from_pretrained(
+            spec.path, local_files_only=True, dtype=dtypes, variant=variant or None, **(components or {})
+        )
     except Exception as e:  # diffusers raises many types here (OSError, ValueError, EnvironmentError, ...)
         msg = str(e).splitlines()[0] if str(e) else ""
         hint = f" (is there a {variant!r} variant of every weight file?)" if variant else ""
@@ -540,10 +614,12 @@ def _pil(rgb: np.ndarray):
     return Image.fromarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 
 
-def _pil_mask(mask: np.ndarray):
-    from PIL import Image
+def _video_tensor(video: np.ndarray):
+    """(F, H, W, 3) float in [0, 1] -> a float32 torch tensor (1, F, 3, H, W) (one video, frames first)."""
+    import torch
 
-    return Image.fromarray((np.clip(mask, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mode="L").convert("RGB")
+    v = np.clip(np.asarray(video, np.float32), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(v.transpose(0, 3, 1, 2)))[None]
 
 
 def run(
@@ -559,6 +635,8 @@ def run(
     image: np.ndarray | None = None,
     control_video: np.ndarray | None = None,
     control_mask: np.ndarray | None = None,
+    c2w: np.ndarray | None = None,
+    intrinsics: np.ndarray | None = None,
     num_inference_steps: int = 30,
     guidance_scale: float = 5.0,
     max_sequence_length: int = 512,
@@ -566,9 +644,14 @@ def run(
     """Generate one video; returns a torch tensor (F, 3, H, W) float in [0, 1].
 
     image: (H, W, 3) float in [0, 1] (image-to-video, and a reference for control pipelines).
-    control_video: (F, H, W, 3) float in [0, 1], frames rendered along the trajectory (control pipelines).
+    control_video: (F, H, W, 3) float in [0, 1], frames rendered along the trajectory (control pipelines;
+    generate/warp.py `vace_control`: gray 0.5 where to generate, frame 0 the photo). WanVACE gets it, and the
+    mask, as float32 tensors (1, F, 3, H, W), unrounded.
     control_mask: (F, H, W) float, 1 where the model must generate (disoccluded), 0 where it must keep the
     control frame (WanVACE's convention: white = generate).
+    c2w: (F, 4, 4) camera-to-world poses, OpenCV axes; intrinsics: (F, 4) [fx, fy, cx, cy] in the pixels of
+    `image` (camera pipelines, SanaWMPipeline; generate/diffusers_gen.py converts a Trajectory).
+    SanaWMPipeline keeps its own prompt length (300 tokens, as trained): max_sequence_length is Wan's.
     """
     import torch
 
@@ -586,22 +669,34 @@ def run(
         kw.update(prompt=text, negative_prompt=negative_text or None, guidance_scale=guidance_scale)
     if spec.family == "wan":
         kw["max_sequence_length"] = max_sequence_length
-    if spec.kind == "image":
+    if spec.kind in ("image", "camera"):
         if image is None:
             raise InputError(f"{spec.class_name} is image-to-video: it needs an image prompt")
         kw["image"] = _pil(image)
+    if spec.kind == "camera":
+        if c2w is None or intrinsics is None:
+            raise InputError(f"{spec.class_name} is camera-controlled: it needs c2w poses and intrinsics")
+        c2w, intrinsics = np.asarray(c2w, np.float32), np.asarray(intrinsics, np.float32)
+        if c2w.shape != (num_frames, 4, 4) or intrinsics.shape != (num_frames, 4):
+            raise ValueError(
+                f"c2w {c2w.shape} / intrinsics {intrinsics.shape}: expected "
+                f"{(num_frames, 4, 4)} / {(num_frames, 4)}"
+            )
+        kw.update(c2w=c2w, intrinsics=intrinsics, negative_prompt=negative_text)  # a str there, never None
         if spec.family == "svd":
             kw.update(max_guidance_scale=guidance_scale, decode_chunk_size=num_frames)
     if spec.kind == "control":
         if control_video is None:
             raise InputError(f"{spec.class_name} is video-conditioned: it needs control frames")
-        frames = [_pil(f) for f in control_video]
         if spec.family == "wan":
-            kw["video"] = frames
+            # Float tensors (1, F, 3, H, W) in [0, 1], not 8-bit PIL frames: the 0.5 gray of the holes
+            # (-> exactly 0 after VACE's [-1, 1] normalisation, as it was trained) and the photo of frame 0
+            # reach the VAE unrounded. A 5-D tensor is also the one video form whose size VACE reads right.
+            kw["video"] = _video_tensor(control_video)
             if control_mask is not None:
-                kw["mask"] = [_pil_mask(m) for m in control_mask]
+                kw["mask"] = _video_tensor(np.repeat(np.asarray(control_mask)[..., None], 3, axis=-1))
         else:
-            kw["control_video"] = frames
+            kw["control_video"] = [_pil(f) for f in control_video]
     with torch.no_grad():
         out = pipe(**kw)
     video = out.frames

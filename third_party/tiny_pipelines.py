@@ -132,33 +132,12 @@ def wan_vace():
 BUILDERS = {"t2v": wan_t2v, "i2v": wan_i2v, "vace": wan_vace}
 
 
-def save_random_adapter(pipe, folder: str, scale: float = 0.5, seed: int = 0) -> None:
-    """A Pluecker camera adapter with random (non-zero) weights for the pipeline's transformer, in folder."""
-    from third_party.camera_adapter import PlueckerAdapter
-
-    cfg = pipe.transformer.config
-    adapter = PlueckerAdapter(
-        cfg.num_attention_heads * cfg.attention_head_dim,
-        temporal_fold=pipe.vae.config.scale_factor_temporal,
-        spatial_pool=pipe.vae.config.scale_factor_spatial * cfg.patch_size[1],
-    )
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        adapter.proj.weight.copy_(scale * torch.randn(adapter.proj.weight.shape, generator=g))
-    adapter.save_pretrained(folder)
-
-
-def build(kind: str, folder: str, adapter: bool = True) -> str:
-    """Build the tiny pipeline `kind` (t2v | i2v | vace) into folder (+ a random camera adapter for Wan
-    t2v / i2v in folder/camera_adapter when `adapter`); returns folder."""
-    import os
-
+def build(kind: str, folder: str) -> str:
+    """Build the tiny pipeline `kind` (t2v | i2v | vace) into folder; returns folder. (A camera model to pair
+    with the i2v folder: third_party/tiny_fun_camera.py.)"""
     if kind not in BUILDERS:
         raise ValueError(f"kind must be one of {sorted(BUILDERS)}, got {kind!r}")
-    pipe = BUILDERS[kind]()
-    pipe.save_pretrained(folder)
-    if adapter and kind in ("t2v", "i2v"):
-        save_random_adapter(pipe, os.path.join(folder, "camera_adapter"))
+    BUILDERS[kind]().save_pretrained(folder)
     return folder
 
 
@@ -166,9 +145,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=sorted(BUILDERS))
     ap.add_argument("folder")
-    ap.add_argument("--no-adapter", action="store_true", help="do not add a random camera adapter")
     args = ap.parse_args()
-    print(build(args.kind, args.folder, adapter=not args.no_adapter))
+    print(build(args.kind, args.folder))
 
 
 if __name__ == "__main__":

@@ -3,20 +3,38 @@
 The pipeline folder (`generator.model`, loaded with local_files_only=True) decides text-to-video,
 image-to-video or video-conditioned from its model_index.json (third_party/diffusers_video.py). The
 trajectory enters in one of two ways (`generator.camera_conditioning`):
-  pluecker: Pluecker ray maps of the trajectory relative to its first camera go through a camera adapter
-            (third_party/camera_adapter.py; weights from `generator.adapter`, default <model>/camera_adapter)
-            into the transformer (Wan family);
+  pluecker: VideoX-Fun's Wan Fun Control-Camera (Wan2.1-Fun-V1.1 1.3B / 14B, Wan2.2-Fun 5B / A14B): the
+            released folder `generator.camera_model` supplies the transformer(s) and their camera adapter
+            (third_party/fun_camera.py reads and checks it, camera_adapter.py runs it); Pluecker rays of the
+            trajectory relative to its first camera, folded 4 frames per latent frame, are added to the patch
+            embeddings; `generator.model` (a diffusers Wan folder) supplies the VAE, text and image encoders
+            and scheduler;
   warp:     the image prompt is lifted and rendered along the trajectory (generate/warp.py); the renders and
             their hole masks go to a video-conditioned pipeline (WanVACE, CogVideoX Fun control), which
             inpaints what the geometry cannot show;
+  camera:   the pipeline itself takes 6-DoF poses and intrinsics (SanaWMPipeline; `sana_wm_cameras` says
+            exactly what goes in and in which convention);
   none:     no camera control (explicit opt-in: the video may not follow the cameras reconstruction uses);
-  auto:     warp for video-conditioned pipelines, pluecker where adapter weights exist, else an error.
-An adapter folder that is malformed or untrained (all-zero projection weights: it would change nothing) is
-refused before the pipeline loads, whether pluecker was asked for or chosen by auto.
+  auto:     camera for camera-controlled pipelines, pluecker when generator.camera_model is set, warp for
+            video-conditioned ones, else an error.
+A camera_model folder that is malformed (a missing config key or tensor, a shape config.json does not
+declare, not a Control-Camera model) or that does not fit generator.model (text width, VAE channels and
+factors, the image encoder) is refused before anything loads, from JSON and safetensors headers only.
 Frame count and size are checked against the model before anything heavy. The video crosses into JAX by DLPack
 without a copy. Depth for reconstruction comes from the warp lifting of the first frame (the prompt image, or
 the first generated frame for text) rendered along the trajectory; `mask` marks where that depth is known.
 torch and diffusers are imported only here and in third_party/.
+
+First frame, depth and the VACE inputs. Every model but text-to-video (`needs_image`: image, control,
+camera) starts from a first frame: `prompt.image` fitted to the trajectory's size or, for a text-only
+prompt, a picture of `prompt.text` made by a local text-to-image pipeline (`generator.image_model`,
+third_party/text_to_image.py; its size `generator.image_size`, `image_steps`, `image_guidance_scale`) and
+fitted the same way; without either the request is refused in one line naming both keys. The first frame is
+lifted with `generator.depth_model` (a local Depth Anything V2 / DepthPro folder, third_party/depth_model.py,
+scale-fitted to camera.radius) or, without one, the warp depth prior. The warp control (`warp.vace_control`)
+is what WanVACE is trained on: holes gray 0.5, hole masks dilated by `generator.warp.mask_dilate` pixels,
+frame 0 the fitted photo itself with an all-keep mask; video and mask reach the pipeline as float tensors,
+not 8-bit images.
 
 Devices and memory (`generator.device`: auto | cpu | cuda | cuda:K; auto = cuda when torch sees a GPU, and
 then `generator.dtype` auto = bfloat16, else cpu and float32). The VAE and the image encoder stay at
@@ -34,7 +52,6 @@ beside tens of GB of torch weights; a second `generate` loads the pipeline again
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +67,19 @@ from any4d_jax.generate.base import Prompt, frame_times
 from any4d_jax.geometry.trajectory import Trajectory
 
 INSTALL = "pip install -e '.[gen]'"
-_CONDITIONINGS = ("auto", "pluecker", "warp", "none")
+_CONDITIONINGS = ("auto", "pluecker", "warp", "camera", "none")
+# spec.kind -> what it does with the first frame (error messages); every kind but "text" needs one.
+_NEEDS_IMAGE = {
+    "image": "is image-to-video",
+    "control": "is video-conditioned (it inpaints warp renders of the first frame)",
+    "camera": "is camera-controlled from a first frame",
+}
+
+
+def needs_image(spec: Any) -> bool:
+    """Whether a pipeline (a PipelineSpec) needs a first frame: every kind but text-to-video. Without
+    prompt.image, generator.image_model makes one from prompt.text."""
+    return spec.kind != "text"
 
 
 def require_gen_extra() -> None:
@@ -114,6 +143,37 @@ def _jax_default_device() -> Any:
     return dev if isinstance(dev, jax.Device) else None
 
 
+def sana_wm_cameras(trajectory: Trajectory, translation_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(c2w (F, 4, 4), intrinsics (F, 4)) float32: the trajectory as SanaWMPipeline takes it. Pure numpy.
+
+    Poses: c2w[i] = inv(viewmat[i]), translations x `translation_scale` (generator.sana_wm.translation_scale:
+    trajectory units -> the model's). Both sides use OpenCV axes (x right, y down, z forward; SANA-WM's
+    cam_utils says so and its action DSL builds them so), so no axis flip. The poses stay absolute: the
+    pipeline re-expresses them relative to frame 0 itself (cam_utils.prepare_camera: inv(c2w[0]) @ c2w[i],
+    frame 0 the identity), and scaling absolute translations scales those relative ones by the same factor.
+    SANA-WM applies no other normalisation to translations (no rescaling by scene size or path length), so
+    the default 1.0 passes the trajectory's units through; its action DSL moves 0.05 units per frame.
+    Intrinsics: [fx, fy, cx - 0.5, cy - 0.5] of trajectory.K, per frame. K is in the pixels of the width x
+    height image we pass (images.fit_image already fitted the picture), so the pipeline's resize + centre
+    crop to (height, width) is the identity and leaves them unchanged. K puts the centre of pixel (col, row)
+    at (col + 0.5, row + 0.5); SANA-WM's ray maps (cam_utils.compute_raymap) cast rays through integer pixel
+    coordinates (OpenCV: pixel centres at integers), hence the half-pixel shift. Skewed K is refused.
+    """
+    scale = float(translation_scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise InputError(f"--config.generator.sana_wm.translation_scale={translation_scale!r}: must be > 0")
+    K = np.asarray(trajectory.K, np.float64)
+    if np.any(np.abs(K[:, 0, 1]) > 1e-6 * np.abs(K[:, 0, 0])):
+        raise InputError(
+            "SanaWMPipeline takes pinhole intrinsics [fx, fy, cx, cy]: the trajectory's K has skew"
+        )
+    c2w = np.linalg.inv(np.asarray(trajectory.viewmat, np.float64))
+    c2w[:, :3, 3] *= scale
+    c2w[:, 3] = (0.0, 0.0, 0.0, 1.0)
+    intrinsics = np.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2] - 0.5, K[:, 1, 2] - 0.5], axis=-1)
+    return c2w.astype(np.float32), intrinsics.astype(np.float32)
+
+
 class DiffusersGenerator:
     """A local diffusers pipeline under camera control (see module docstring)."""
 
@@ -131,11 +191,10 @@ class DiffusersGenerator:
                 f"generator.camera_conditioning must be one of {list(_CONDITIONINGS)}, "
                 f"got {g.camera_conditioning!r}"
             )
-        from third_party import diffusers_video  # imports torch lazily; camera_adapter imports it at once
+        from third_party import diffusers_video  # imports torch lazily
 
         diffusers_video.parse_device(g.device)  # refuses "gpu", "cuda:x", "mps"... before torch is imported
         require_gen_extra()
-        from third_party import camera_adapter
 
         available, count = diffusers_video.cuda_status()
         device, self.dtype = diffusers_video.resolve_auto(g.device, g.dtype, available)
@@ -145,8 +204,18 @@ class DiffusersGenerator:
         self.spec = diffusers_video.inspect(g.model)
         self.cfg = g
         self.warp_settings = warp.settings_from_config(config)
-        self.adapter_dir = g.adapter or os.path.join(g.model, "camera_adapter")
-        self._adapter_cfg = camera_adapter.read_config(self.adapter_dir)
+        warp.check_depth_model(self.warp_settings)  # generator.depth_model: JSON only, before anything loads
+        self.image_spec = None  # generator.image_model: text -> first frame for models that need an image
+        if g.get("image_model", ""):
+            from third_party import text_to_image  # lazy: reads model_index.json, imports diffusers
+
+            self.image_spec = text_to_image.inspect(g.image_model)
+        self._first_frame: tuple | None = None  # (key, fitted (H, W, 3) image) of the last text -> image
+        self.camera = self.pairing = None  # generator.camera_model: a Fun Control-Camera folder (pluecker)
+        if g.get("camera_model", ""):
+            from third_party import fun_camera  # JSON and safetensors headers only: nothing loads yet
+
+            self.camera = fun_camera.inspect(g.camera_model)
         self.conditioning = self._resolve_conditioning(g.camera_conditioning)
         self._pipe = None
 
@@ -159,57 +228,87 @@ class DiffusersGenerator:
     def _resolve_conditioning(self, asked: str) -> str:
         spec, where = self.spec, f"generator.model {self.spec.path} ({self.spec.class_name})"
         if asked == "auto":
-            if spec.kind == "control":
-                asked = "warp"
-            elif self._adapter_cfg is not None:
+            if spec.kind == "camera":
+                asked = "camera"
+            elif self.camera is not None:
                 asked = "pluecker"
+            elif spec.kind == "control":
+                asked = "warp"
             else:
                 raise InputError(
-                    f"{where} has no camera control: put trained Pluecker adapter weights in "
-                    f"{self.adapter_dir} (third_party/camera_adapter.py), use a video-conditioned pipeline "
-                    "(WanVACEPipeline), or pass "
+                    f"{where} has no camera control: pass a Wan Fun Control-Camera folder as "
+                    "--config.generator.camera_model=/path (camera_conditioning=pluecker), use a "
+                    "video-conditioned pipeline (WanVACEPipeline), or pass "
                     "--config.generator.camera_conditioning=none to generate without following the trajectory"
                 )
+        if asked == "camera" and spec.kind != "camera":
+            raise InputError(
+                f"{where} takes no camera poses: camera_conditioning=camera is for camera-controlled "
+                "pipelines (SanaWMPipeline); use --config.generator.camera_conditioning=auto"
+            )
+        if spec.kind == "camera" and asked != "camera":
+            raise InputError(
+                f"{where} is camera-controlled and always follows the trajectory: use "
+                "--config.generator.camera_conditioning=camera (or auto)"
+            )
+        if self.camera is not None and asked != "pluecker":
+            raise InputError(
+                f"generator.camera_model {self.camera.path} is set but camera_conditioning={asked}: use "
+                "--config.generator.camera_conditioning=pluecker (or auto), or "
+                "--config.generator.camera_model=''"
+            )
         if asked == "warp" and spec.kind != "control":
             raise InputError(
                 f"{where} is not video-conditioned, so it cannot take warp renders: use camera_conditioning="
-                "pluecker (with adapter weights) or a WanVACEPipeline folder"
+                "pluecker (with --config.generator.camera_model) or a WanVACEPipeline folder"
             )
         if asked == "pluecker":
+            if self.camera is None:
+                raise InputError(
+                    f"{where}: camera_conditioning=pluecker needs a Wan Fun Control-Camera folder: pass "
+                    "--config.generator.camera_model=/path (e.g. Wan2.1-Fun-V1.1-1.3B-Control-Camera)"
+                )
             if spec.family != "wan":
-                raise InputError(f"{where}: the Pluecker camera adapter supports the Wan family only")
-            if self._adapter_cfg is None:
                 raise InputError(
-                    f"{where}: camera_conditioning=pluecker needs adapter weights in {self.adapter_dir} "
-                    "(config.json + adapter.safetensors; set --config.generator.adapter=/path)"
+                    f"{where}: a Fun Control-Camera transformer takes its VAE and encoders from a diffusers "
+                    "Wan folder; pass one as --config.generator.model"
                 )
-            if self._adapter_cfg["inner_dim"] != spec.inner_dim:
-                raise InputError(
-                    f"camera adapter {self.adapter_dir} has inner_dim "
-                    f"{self._adapter_cfg['inner_dim']} but the transformer of {spec.path} has width "
-                    f"{spec.inner_dim}"
-                )
-            from third_party import camera_adapter
+            from third_party import fun_camera
 
-            camera_adapter.check_weights(self.adapter_dir, self._adapter_cfg)  # refuses an untrained adapter
+            self.pairing = fun_camera.pair(self.camera, spec.path)  # JSON only: text, VAE, image encoder
         return asked
 
     def check(self, prompt: Prompt, trajectory: Trajectory) -> None:
         spec, where = self.spec, f"generator.model {self.spec.path} ({self.spec.class_name})"
         spec.check(trajectory.num_frames, trajectory.height, trajectory.width)
         if self.conditioning == "pluecker":
-            pool, fold = self._adapter_cfg["spatial_pool"], self._adapter_cfg["temporal_fold"]
-            if (pool, fold) != (spec.spatial_multiple, spec.temporal_factor):
+            cam = self.camera
+            m = cam.pixels_per_token
+            if trajectory.height % m or trajectory.width % m:
                 raise InputError(
-                    f"camera adapter {self.adapter_dir} pools {pool} px / folds {fold} frames but the "
-                    f"model's tokens are {spec.spatial_multiple} px / {spec.temporal_factor} frames"
+                    f"generator.camera_model {cam.path}: the camera adapter needs width and height that are "
+                    f"multiples of {m}; got {trajectory.width} x {trajectory.height}"
                 )
-        if spec.kind == "image" and not prompt.image:
-            raise InputError(f"{where} is image-to-video: pass --config.prompt.image=photo.png")
-        if self.conditioning == "warp" and not prompt.image:
-            raise InputError(
-                f"{where}: camera_conditioning=warp renders the image prompt: pass --config.prompt.image"
-            )
+            no_text_image = self.image_spec is None or not needs_image(spec)  # image_model makes no frame
+            if self.pairing.layout == "inpaint" and not prompt.image and no_text_image:
+                raise InputError(
+                    f"generator.camera_model {cam.path} (Wan2.2 Fun Control-Camera) starts from an image: "
+                    "pass --config.prompt.image=photo.png"
+                )
+        self._camera_inputs(trajectory)  # camera: a bad translation_scale or a skewed K, before loading
+        if needs_image(spec) and not prompt.image:
+            what = _NEEDS_IMAGE.get(spec.kind, "needs a first frame")
+            if self.image_spec is None:
+                raise InputError(
+                    f"{where} {what}: pass --config.prompt.image=photo.png, or "
+                    "--config.generator.image_model=/path (a local text-to-image pipeline that makes it "
+                    "from prompt.text)"
+                )
+            if not prompt.text.strip():
+                raise InputError(
+                    f"generator.image_model {self.image_spec.path} makes the first frame from text: pass "
+                    "--config.prompt.text='a description' (or --config.prompt.image=photo.png)"
+                )
         if spec.kind == "text" and spec.takes_text and not prompt.text.strip():
             raise InputError(f"{where} is text-to-video: pass --config.prompt.text='a description'")
         if prompt.image:
@@ -223,6 +322,13 @@ class DiffusersGenerator:
             from third_party import diffusers_video
 
             g = self.cfg
+            components = None
+            if self.conditioning == "pluecker":  # the Fun Control-Camera transformer(s) replace the folder's
+                import torch  # lazy: the gen extra, only for this backend
+
+                from third_party import camera_adapter
+
+                components = camera_adapter.load_transformers(self.camera, getattr(torch, self.dtype))
             self._pipe = diffusers_video.load(
                 self.spec,
                 self.dtype,
@@ -231,6 +337,7 @@ class DiffusersGenerator:
                 offload=g.offload,
                 vae_tiling=bool(g.vae_tiling),
                 variant=g.variant,
+                components=components,
             )
         return self._pipe
 
@@ -242,11 +349,55 @@ class DiffusersGenerator:
         self._pipe = None
         diffusers_video.free_memory(self.device)
 
-    def _image(self, prompt: Prompt, traj: Trajectory) -> np.ndarray | None:
+    def _image(self, prompt: Prompt, traj: Trajectory, seed: int = 0) -> np.ndarray | None:
+        """The first frame (H, W, 3) in [0, 1] at the trajectory's size: prompt.image fitted; else, for a
+        model that needs one, generator.image_model's picture of prompt.text fitted the same way (made once
+        per prompt, size and seed); else None."""
         if not prompt.image:
-            return None
+            if self.image_spec is None or not needs_image(self.spec):
+                return None
+            return self._text_image(prompt, traj, seed)
         img = images.load_image(prompt.image, background=self.warp_settings.background)
         return images.fit_image(img, traj.width, traj.height, self.warp_settings.fit)
+
+    def _text_image(self, prompt: Prompt, traj: Trajectory, seed: int) -> np.ndarray:
+        """generator.image_model run on prompt.text at `text_to_image.size_for` the trajectory (long side
+        generator.image_size), fitted to (H, W, 3) like a prompt image; the pipeline is dropped before the
+        video pipeline loads."""
+        from third_party import text_to_image  # lazy: torch and diffusers
+
+        g = self.cfg
+        key = (prompt.text, prompt.negative_text, traj.width, traj.height, int(seed))
+        if self._first_frame is not None and self._first_frame[0] == key:
+            return self._first_frame[1]
+        w, h = text_to_image.size_for(traj.width, traj.height, g.get("image_size", None))
+        img = text_to_image.generate(
+            self.image_spec,
+            dtype=self.dtype,
+            device=self.device,
+            vae_dtype=g.vae_dtype,
+            variant=g.variant,
+            text=prompt.text,
+            negative_text=prompt.negative_text,
+            width=w,
+            height=h,
+            seed=int(seed),
+            num_inference_steps=int(g.get("image_steps", 30)),
+            guidance_scale=float(g.get("image_guidance_scale", 4.5)),
+            max_sequence_length=int(g.max_sequence_length),
+        )
+        fitted = images.fit_image(img, traj.width, traj.height, self.warp_settings.fit)
+        self._first_frame = (key, fitted)
+        return fitted
+
+    def _camera_inputs(self, trajectory: Trajectory) -> dict:
+        """{} or, for camera_conditioning=camera, the c2w (F, 4, 4) and intrinsics (F, 4) `sana_wm_cameras`
+        makes, with generator.sana_wm.translation_scale (1.0 where the config has no generator.sana_wm)."""
+        if self.conditioning != "camera":
+            return {}
+        scale = self.cfg.get("sana_wm", {}).get("translation_scale", 1.0)
+        c2w, intrinsics = sana_wm_cameras(trajectory, scale)
+        return {"c2w": c2w, "intrinsics": intrinsics}
 
     def _video(self, prompt: Prompt, trajectory: Trajectory, image, control, seed: int):
         """The pipeline's (F, 3, H, W) torch video in [0, 1] on self.device. The pipeline and the adapter are
@@ -254,19 +405,13 @@ class DiffusersGenerator:
         from third_party import diffusers_video
 
         pipe = self.pipeline()
-        handle = None
-        if self.conditioning == "pluecker":
-            import torch  # lazy: the gen extra, only for this backend
+        if self.conditioning == "pluecker":  # VideoX-Fun's Fun camera sampling (camera_adapter.py)
+            from third_party import camera_adapter
 
-            from third_party.camera_adapter import PlueckerAdapter
-
-            adapter = PlueckerAdapter.from_pretrained(self.adapter_dir).to(self.device)
-            rays = torch.from_dlpack(trajectory.relative_to_first().pluecker())  # JAX -> torch, no copy
-            handle = adapter.attach(pipe.transformer, rays)
-        try:
-            return diffusers_video.run(
+            return camera_adapter.generate(
                 pipe,
-                self.spec,
+                self.pairing,
+                camera_adapter.camera_input(trajectory),  # (1, 24, L, H, W) Pluecker rays, folded
                 num_frames=trajectory.num_frames,
                 height=trajectory.height,
                 width=trajectory.width,
@@ -274,26 +419,40 @@ class DiffusersGenerator:
                 text=prompt.text,
                 negative_text=prompt.negative_text,
                 image=image,
-                control_video=None if control is None else np.asarray(control[0]),
-                control_mask=None if control is None else 1.0 - np.asarray(control[2]),
                 num_inference_steps=int(self.cfg.num_inference_steps),
                 guidance_scale=float(self.cfg.guidance_scale),
                 max_sequence_length=int(self.cfg.max_sequence_length),
             )
-        finally:
-            if handle is not None:
-                handle.remove()
+        return diffusers_video.run(
+            pipe,
+            self.spec,
+            num_frames=trajectory.num_frames,
+            height=trajectory.height,
+            width=trajectory.width,
+            seed=seed,
+            text=prompt.text,
+            negative_text=prompt.negative_text,
+            image=image,
+            control_video=None if control is None else control.video,  # warp.VaceControl
+            control_mask=None if control is None else control.mask,
+            num_inference_steps=int(self.cfg.num_inference_steps),
+            guidance_scale=float(self.cfg.guidance_scale),
+            max_sequence_length=int(self.cfg.max_sequence_length),
+            **self._camera_inputs(trajectory),
+        )
 
     def generate(self, prompt: Prompt, trajectory: Trajectory, key: jax.Array) -> Frames:
         self.check(prompt, trajectory)
-        image = self._image(prompt, trajectory)
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        control = None
+        image = self._image(prompt, trajectory, seed)  # prompt.image, or text -> image (image_model)
+        control = vace = None
         if self.conditioning == "warp":
             splats = warp.lift_first_frame(image, prompt, trajectory, self.warp_settings)
-            control = warp.render_views(splats, trajectory, self.warp_settings)
+            rgb_r, depth_r, mask_r, alpha_r = warp.render_with_alpha(splats, trajectory, self.warp_settings)
+            control = (rgb_r, depth_r, mask_r)  # reconstruction's depth and valid mask
+            vace = warp.vace_control(image, rgb_r, alpha_r, mask_r, self.warp_settings)  # gray holes, dilated
         try:
-            video = self._video(prompt, trajectory, image, control, seed)
+            video = self._video(prompt, trajectory, image, vace, seed)
             rgb = dlpack.video_to_jax(video)  # (F, H, W, 3): the same buffer, or a host copy for CPU jax
             del video
             if rgb.dtype != jnp.float32:

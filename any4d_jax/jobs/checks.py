@@ -145,6 +145,14 @@ RULES: dict[str, tuple[Callable, str]] = {
         lambda x: x is None or (_num(x) and 0 < x <= 1),
         "empty (no preallocation) or a number in (0, 1]",
     ),
+    "generator.depth_model": (lambda x: isinstance(x, str), "a folder path ('' = the warp depth prior)"),
+    "generator.camera_model": (lambda x: isinstance(x, str), "a folder path ('' = no Fun Control-Camera)"),
+    "generator.image_model": (lambda x: isinstance(x, str), "a folder path ('' = no text -> image)"),
+    "generator.image_size": _optional(_int_in(64, MAX_PIXELS_SIDE)),
+    "generator.image_steps": _int_at_least(1),
+    "generator.image_guidance_scale": _nonneg(),
+    "generator.warp.mask_dilate": _int_in(0, 256),
+    "generator.sana_wm.translation_scale": _positive(),
 }
 
 

@@ -309,19 +309,23 @@ def test_the_pipeline_and_adapter_are_freed_after_generation(tmp_path, monkeypat
     for mod in ("torch", "diffusers", "transformers", "ftfy"):
         pytest.importorskip(mod, reason=f"needs the gen extra ({mod})")
     from any4d_jax.generate import make_generator, prompt_from_config, trajectory_from_config
-    from third_party import camera_adapter, diffusers_video, tiny_pipelines
+    from third_party import camera_adapter, diffusers_video, tiny_fun_camera, tiny_pipelines
 
-    c = text_config()
-    c.generator.model = tiny_pipelines.build("t2v", str(tmp_path / "t2v"))  # with a random camera adapter
+    c = image_config()
+    c.generator.name, c.prompt.image = "diffusers", os.path.join(ROOT, "docs", "prompt_example.png")
+    c.generator.model = tiny_pipelines.build("i2v", str(tmp_path / "i2v"))
+    c.generator.camera_model = tiny_fun_camera.write(str(tmp_path / "fun_camera"))  # transformer + adapter
     gen = make_generator(c)
     assert gen.conditioning == "pluecker" and gen.device == "cpu"
-    adapters, freed = [], []
-    load_adapter = camera_adapter.PlueckerAdapter.from_pretrained.__func__
-    monkeypatch.setattr(
-        camera_adapter.PlueckerAdapter,
-        "from_pretrained",
-        classmethod(lambda cls, folder: adapters.append(weakref.ref(a := load_adapter(cls, folder))) or a),
-    )
+    adapters, freed = [], []  # weak references to the Fun transformers (each carries its camera adapter)
+    load = camera_adapter.load_transformers
+
+    def spy(*args, **kw):
+        out = load(*args, **kw)
+        adapters.append(weakref.ref(out["transformer"].camera_adapter))
+        return out
+
+    monkeypatch.setattr(camera_adapter, "load_transformers", spy)
     free = diffusers_video.free_memory
     monkeypatch.setattr(diffusers_video, "free_memory", lambda device: freed.append(device) or free(device))
     pipe = gen.pipeline()
@@ -330,7 +334,7 @@ def test_the_pipeline_and_adapter_are_freed_after_generation(tmp_path, monkeypat
     prompt, traj = prompt_from_config(c), trajectory_from_config(c)
     frames = gen.generate(prompt, traj, jax.random.PRNGKey(0))
     assert frames.rgb.shape == (NUM_FRAMES, SIZE, SIZE, 3) and bool(jnp.all(jnp.isfinite(frames.rgb)))
-    assert freed == ["cpu"] and len(adapters) == 1
+    assert freed == ["cpu"] and len(adapters) == 1  # loaded once (gen.pipeline() above)
     assert pipe_ref() is None and transformer_ref() is None  # the torch weights are gone
     assert adapters[0]() is None
     # A second clip loads the pipeline again (and frees it again).

@@ -8,7 +8,6 @@ reconstruction with the same cameras, on 5 frames of 32 x 32.
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -23,8 +22,7 @@ from gen_helpers import NUM_FRAMES, SIZE, generate_frames, reconstruct, text_con
 from any4d_jax.errors import InputError  # noqa: E402
 from any4d_jax.generate import dlpack, make_generator, prompt_from_config, trajectory_from_config  # noqa: E402
 from any4d_jax.jobs import run  # noqa: E402
-from third_party import camera_adapter, diffusers_video, tiny_pipelines  # noqa: E402
-from third_party.camera_adapter import PlueckerAdapter  # noqa: E402
+from third_party import diffusers_video, tiny_pipelines  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "docs", "prompt_example.png")
@@ -32,15 +30,9 @@ EXAMPLE = os.path.join(ROOT, "docs", "prompt_example.png")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """Tiny pipeline folders: t2v and i2v (each with a random camera adapter), vace, and a bare t2v."""
+    """Tiny pipeline folders: t2v, i2v, vace (the Fun Control-Camera path: test_fun_camera.py)."""
     root = tmp_path_factory.mktemp("pipelines")
-    out = {kind: tiny_pipelines.build(kind, str(root / kind)) for kind in ("t2v", "i2v", "vace")}
-    out["t2v_bare"] = str(root / "t2v_bare")  # the same pipeline without its camera adapter
-    shutil.copytree(root / "t2v", out["t2v_bare"], ignore=shutil.ignore_patterns("camera_adapter"))
-    zero = root / "zero_adapter"  # an untrained (zero-initialised) adapter for the t2v transformer
-    PlueckerAdapter(24, temporal_fold=4, spatial_pool=16).save_pretrained(str(zero))
-    out["zero_adapter"] = str(zero)
-    return out
+    return {kind: tiny_pipelines.build(kind, str(root / kind)) for kind in ("t2v", "i2v", "vace")}
 
 
 def _config(model, image=""):
@@ -120,8 +112,9 @@ def test_inspect_reads_the_rules_from_json_and_refuses_what_the_model_cannot_mak
 
 def test_text_to_video_end_to_end_through_dlpack_and_reconstruction(models, tmp_path):
     c = _config(models["t2v"])
+    c.generator.camera_conditioning = "none"  # a plain T2V folder has no camera control of its own
     gen, prompt, traj, frames = generate_frames(c, str(tmp_path))
-    assert gen.conditioning == "pluecker"  # the folder carries camera adapter weights
+    assert gen.conditioning == "none"
     assert frames.rgb.shape == (NUM_FRAMES, SIZE, SIZE, 3) and frames.rgb.dtype == jnp.float32
     assert frames.cameras is traj and float(frames.rgb.min()) >= 0.0 and float(frames.rgb.max()) <= 1.0
     assert float(jnp.std(frames.rgb)) > 1e-3  # a video, not a constant
@@ -138,99 +131,17 @@ def test_text_to_video_end_to_end_through_dlpack_and_reconstruction(models, tmp_
 
 def test_image_to_video_end_to_end_through_dlpack_and_reconstruction(models):
     c = _config(models["i2v"], EXAMPLE)
+    c.generator.camera_conditioning = "none"  # with generator.camera_model: test_fun_camera.py
     gen, prompt, traj, frames = generate_frames(c)
-    assert gen.spec.kind == "image" and gen.conditioning == "pluecker"
+    assert gen.spec.kind == "image" and gen.conditioning == "none"
     assert frames.rgb.shape == (NUM_FRAMES, SIZE, SIZE, 3)
     _, log = reconstruct(c, frames, steps=4)  # same sizes and cameras: the compiled step is reused
     assert log[0]["psnr"] > 18.0, log
 
 
-def test_the_camera_adapter_steers_the_model_and_an_untrained_one_is_refused(models):
-    c = _config(models["t2v"])
-    c.generator.camera_conditioning = "none"
-    traj = trajectory_from_config(c)
-    plain = generate_frames(c)[3].rgb
-    # An untrained (zero-initialised) adapter would change nothing: refused before any weight is loaded,
-    # whether asked for explicitly or picked by auto.
-    for asked in ("pluecker", "auto"):
-        c.generator.camera_conditioning, c.generator.adapter = asked, models["zero_adapter"]
-        with pytest.raises(InputError) as e:
-            make_generator(c)
-        msg = _one_line(e)
-        assert os.path.join(models["zero_adapter"], "adapter.safetensors") in msg and "untrained" in msg
-        assert "camera_conditioning=none" in msg
-    with pytest.raises(InputError, match="untrained"):
-        PlueckerAdapter.from_pretrained(models["zero_adapter"])
-    c.generator.camera_conditioning, c.generator.adapter = "pluecker", ""  # the folder's random adapter
-    steered = generate_frames(c)[3].rgb
-    assert float(jnp.abs(steered - plain).max()) > 1e-3
-    # The adapter's tokens: first frame repeated 3x, 4 frames per latent frame, 16 x 16 pixels per token.
-    rays = torch.from_dlpack(traj.relative_to_first().pluecker())
-    tokens = PlueckerAdapter(24).encode(rays)
-    assert tuple(tokens.shape) == (1, 24, 2, SIZE // 16, SIZE // 16)
-
-
-def _adapter(folder, inner_dim=24, seed=0, **cfg) -> str:
-    adapter = PlueckerAdapter(inner_dim, **cfg)
-    with torch.no_grad():
-        adapter.proj.weight.copy_(
-            torch.randn(adapter.proj.weight.shape, generator=torch.Generator().manual_seed(seed))
-        )
-    adapter.save_pretrained(str(folder))
-    return str(folder)
-
-
-def test_malformed_adapter_folders_are_one_line_naming_the_file(tmp_path):
-    folder = _adapter(tmp_path / "good")
-    assert camera_adapter.read_config(folder) == {"inner_dim": 24, "temporal_fold": 4, "spatial_pool": 16}
-    back = PlueckerAdapter.from_pretrained(folder)
-    assert float(back.proj.weight.detach().abs().max()) > 0
-    assert camera_adapter.read_config(str(tmp_path / "none")) is None  # no adapter there at all
-    assert sorted(os.listdir(folder)) == ["adapter.safetensors", "config.json"]  # no temporary files left
-    cfg_path = os.path.join(folder, "config.json")
-    good_cfg = open(cfg_path).read()
-
-    def refused(text, call=camera_adapter.read_config) -> str:
-        with open(cfg_path, "w") as f:
-            f.write(text)
-        with pytest.raises(InputError) as e:
-            call(folder)
-        msg = _one_line(e)
-        assert cfg_path in msg, msg
-        return msg
-
-    assert "not valid JSON" in refused("{ inner_dim: 24")
-    assert "JSON object" in refused("[24, 4, 16]")
-    assert "unknown key(s) ['scale']" in refused(json.dumps({**json.loads(good_cfg), "scale": 2}))
-    assert "missing key 'spatial_pool'" in refused(json.dumps({"inner_dim": 24, "temporal_fold": 4}))
-    assert "'inner_dim'" in refused(json.dumps({**json.loads(good_cfg), "inner_dim": "24"}))
-    assert "'temporal_fold'" in refused(json.dumps({**json.loads(good_cfg), "temporal_fold": 0}))
-    assert "'spatial_pool'" in refused(json.dumps({**json.loads(good_cfg), "spatial_pool": 16.5}))
-    assert "unknown key(s)" in refused(
-        json.dumps({**json.loads(good_cfg), "x": 1}), PlueckerAdapter.from_pretrained
-    )
-    with open(cfg_path, "w") as f:
-        f.write(good_cfg)
-    weights = os.path.join(folder, "adapter.safetensors")
-    with open(weights, "wb") as f:
-        f.write(b"not safetensors")
-    with pytest.raises(InputError) as e:
-        PlueckerAdapter.from_pretrained(folder)
-    assert weights in _one_line(e)
-    os.remove(weights)  # config without weights: half an adapter is not silently "no adapter"
-    with pytest.raises(InputError) as e:
-        camera_adapter.read_config(folder)
-    assert "adapter.safetensors" in _one_line(e)
-    other = _adapter(tmp_path / "other", inner_dim=8)  # weights of another shape than config.json says
-    with open(os.path.join(folder, "adapter.safetensors"), "wb") as f:
-        f.write(open(os.path.join(other, "adapter.safetensors"), "rb").read())
-    with pytest.raises(InputError) as e:
-        PlueckerAdapter.from_pretrained(folder)
-    assert "proj.weight" in _one_line(e) and weights in str(e.value)
-
-
 def test_video_conditioned_pipeline_gets_warp_renders_and_hole_masks(models):
     c = _config(models["vace"], EXAMPLE)
+    c.generator.warp.mask_dilate = 0  # the raw hole masks (dilation: tests/generate/test_vace_depth.py)
     gen = make_generator(c)
     assert gen.conditioning == "warp"  # chosen from model_index.json
     seen = {}
@@ -243,44 +154,45 @@ def test_video_conditioned_pipeline_gets_warp_renders_and_hole_masks(models):
     gen._pipe = spy
     frames = gen.generate(prompt_from_config(c), trajectory_from_config(c), jnp.zeros(2, jnp.uint32))
     assert frames.rgb.shape == (NUM_FRAMES, SIZE, SIZE, 3)
-    video = np.stack([np.asarray(f, np.float32) / 255 for f in seen["video"]])
-    mask = np.stack([np.asarray(m, np.float32)[..., 0] / 255 for m in seen["mask"]])
-    np.testing.assert_allclose(mask, 1.0 - np.asarray(frames.mask), atol=1 / 255)  # white = inpaint the holes
-    assert mask[0].max() == 0.0 and mask[-1].max() == 1.0
-    assert np.abs(video[0] - np.asarray(frames.rgb[0])).mean() < 0.5  # frame 0 is the warped picture
+    video = seen["video"][0].permute(0, 2, 3, 1).numpy()  # float tensors (1, F, 3, H, W) -> (F, H, W, 3)
+    mask = seen["mask"][0, :, 0].numpy()
+    np.testing.assert_array_equal(mask[1:], 1.0 - np.asarray(frames.mask[1:]))  # 1 = inpaint the holes
+    assert mask[0].max() == 0.0 and mask[-1].max() == 1.0  # frame 0: the picture itself, all kept
+    assert np.abs(video[0] - np.asarray(frames.rgb[0])).mean() < 0.5  # frame 0 is the picture
 
 
 def test_bad_requests_fail_before_any_weight_is_loaded(models, tmp_path):
     c = _config(models["t2v"])
+    c.generator.camera_conditioning = "none"
     c.camera.num_frames = 6
     with pytest.raises(ValueError) as e:
         generate_frames(c)
     assert "camera.num_frames=6 is not one" in _one_line(e)
     c = _config(models["t2v"])
+    c.generator.camera_conditioning = "none"
     c.prompt.text = " "
     with pytest.raises(ValueError) as e:
         generate_frames(c)
     assert "--config.prompt.text=" in _one_line(e)
+    c = _config(models["i2v"])
+    c.generator.camera_conditioning = "none"
     with pytest.raises(ValueError) as e:
-        generate_frames(_config(models["i2v"]))
+        generate_frames(c)
     assert "is image-to-video: pass --config.prompt.image" in _one_line(e)
     with pytest.raises(ValueError) as e:
-        make_generator(_config(models["t2v_bare"]))  # no adapter, no control input: cannot follow cameras
+        make_generator(_config(models["t2v"]))  # no camera model, no control input: cannot follow cameras
     assert "has no camera control" in _one_line(e) and "camera_conditioning=none" in str(e.value)
     c = _config(models["t2v"])
     c.generator.camera_conditioning = "warp"
     with pytest.raises(ValueError) as e:
         make_generator(c)
     assert "is not video-conditioned" in _one_line(e)
-    c = _config(models["t2v"])
-    c.generator.adapter = _adapter(tmp_path / "narrow", inner_dim=8)
-    with pytest.raises(ValueError) as e:
-        make_generator(c)
-    assert "inner_dim 8" in _one_line(e)
     with pytest.raises(InputError) as e:
         make_generator(_config(str(tmp_path / "nowhere")))
     assert "no such folder" in _one_line(e)
-    gen = make_generator(_config(models["t2v"]))
+    c = _config(models["t2v"])
+    c.generator.camera_conditioning = "none"
+    gen = make_generator(c)
     with pytest.raises(ValueError):
-        gen.check(prompt_from_config(_config(models["t2v"])), trajectory_from_config(c).rescale(40, 32))
+        gen.check(prompt_from_config(c), trajectory_from_config(c).rescale(40, 32))
     assert gen._pipe is None  # nothing was loaded by any of the above

@@ -22,7 +22,7 @@ from third_party import diffusers_video, tiny_pipelines  # noqa: E402
 def wan(tmp_path_factory):
     """A tiny Wan text-to-video folder, saved twice: plain weights and the fp16 variant's file names."""
     root = tmp_path_factory.mktemp("placement")
-    plain = tiny_pipelines.build("t2v", str(root / "plain"), adapter=False)
+    plain = tiny_pipelines.build("t2v", str(root / "plain"))
     pipe = tiny_pipelines.wan_t2v()
     pipe.save_pretrained(str(root / "fp16"), variant="fp16")
     return {"plain": plain, "fp16": str(root / "fp16")}

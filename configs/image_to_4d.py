@@ -21,6 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.source = "prompt"  # generate the training video from the prompt (any4d_jax/jobs/prompt.py)
     c.train.num_steps = 1500  # optimisation steps (the synthetic default is shorter, for its 5-minute budget)
+    # train.camera_refine stays None (auto): on with generator.name=diffusers (a generated video follows its
+    # trajectory only roughly), off with warp / synthetic, whose cameras are exact (model/camera_refine.py).
 
     c.prompt = ml_collections.ConfigDict()
     c.prompt.text = ""  # text prompt (diffusers backends; the caption of image-to-video models)

@@ -4,6 +4,7 @@ python -m experiments.run --config=configs/synthetic.py [--config.train.num_step
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -23,6 +24,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.spin_deg = 90.0  # total turn of the spinning cube over the clip (180: harder, see README)
     c.data.bounces = 2  # bounces of the ball over the clip
     c.data.eval_azimuths_deg = (-12.0, 12.0)  # static held-out cameras (inside the training span)
+    # Known camera errors on the training frames (all but the first; the images are unchanged), to test
+    # train.camera_refine: a rotation of this many degrees about a random axis, and a shift of the centre by
+    # this fraction of the camera-to-subject distance in a random direction (any4d_jax/data/camera_noise.py).
+    c.data.camera_noise_deg = 0.0
+    c.data.camera_noise_frac = 0.0
 
     c.model = ml_collections.ConfigDict()
     c.model.capacity = 10000  # Gaussian slots (fixed shape; density control fills free slots)
@@ -54,6 +60,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.rigidity_weight = 2.0  # local rigidity over k nearest neighbours
     c.train.rigidity_k = 8  # neighbours for the rigidity loss (refreshed at each densification)
     c.train.sparsity_weight = 0.05  # L1 on motion weights
+    # Learn a small SE(3) correction of every training camera but the first (model/camera_refine.py), for
+    # videos that follow their trajectory only roughly. None = auto: on for videos from a diffusers generator,
+    # off where the cameras are exact (this scene, iPhone's calibration, the warp and synthetic generators).
+    c.train.camera_refine = config_dict.placeholder(bool)
+    c.train.camera_weight = 10.0  # penalty on the corrections' size (rad^2 + (shift / scene extent)^2)
+    c.train.camera_start = 300  # corrections learn from this step (an unfitted model pulls them astray)
     c.train.densify_from = 200  # first step of adaptive density control
     c.train.densify_until = 1000  # last step of adaptive density control
     c.train.densify_every = 100  # steps between density-control rounds
@@ -72,6 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.lr.motion_trajectories = 5e-3  # basis trajectory coefficients
     c.train.lr.motion_weights = 1e-2  # per-Gaussian blend weights
     c.train.lr.motion_decay = 0.1  # both motion rates decay exponentially to this factor (1: constant)
+    c.train.lr.camera = 1e-3  # camera corrections (train.camera_refine); decays like the motion rates
 
     c.render = ml_collections.ConfigDict()
     c.render.background = (1.0, 1.0, 1.0)  # RGB behind everything (data and model)

@@ -14,7 +14,7 @@ from typing import Any
 
 import ml_collections
 
-from any4d_jax.data import iphone, synthetic
+from any4d_jax.data import camera_noise, iphone, synthetic
 from any4d_jax.data.frames import Frames
 
 __all__ = ["Dataset", "Frames", "load"]
@@ -29,12 +29,15 @@ class Dataset:
                   val split), or None.
     extra_points: optional (points (M, 3), colours (M, 3)) static points for the initialisation.
     source:       the source object a job may need (SyntheticConfig, IPhoneScene + Protocol, ...).
+    true_cameras: the training cameras as the images were really taken, when `train`'s cameras were
+                  perturbed on purpose (data.camera_noise_*, data/camera_noise.py); else None.
     """
 
     train: Frames
     held_out: Frames | None = None
     extra_points: Any = None
     source: Any = None
+    true_cameras: Any = None
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
@@ -43,7 +46,11 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     if source == "synthetic":
         sc = synthetic.SyntheticConfig.from_config(config)
         _, train, held_out = synthetic.make_dataset(sc)
-        return Dataset(train=train, held_out=held_out, source=sc)
+        deg, frac = config.data.get("camera_noise_deg", 0.0), config.data.get("camera_noise_frac", 0.0)
+        if deg == 0 and frac == 0:
+            return Dataset(train=train, held_out=held_out, source=sc)
+        noisy = camera_noise.perturb_frames(train, deg, frac, sc.radius, config.seed)
+        return Dataset(train=noisy, held_out=held_out, source=sc, true_cameras=train.cameras)
     if source == "iphone":
         protocol = iphone.get_protocol(config.data.protocol)
         factor = iphone.resolve_factor(config, protocol)

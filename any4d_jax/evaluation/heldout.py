@@ -41,10 +41,13 @@ def evaluate(
     workdir: str,
     fps: int = 12,
     write_ply: bool = True,
+    extra: dict | None = None,
 ) -> dict:
     """Score held-out and training views; write metrics.json, videos and per-frame PLY; return the summary.
 
-    state: anything with params (ModelParams) and active. The output files are named in OUTPUTS.
+    state: anything with params (ModelParams) and active. The output files are named in OUTPUTS. `train`
+    carries the cameras the model was fitted with (the refined ones under train.camera_refine). extra:
+    further sections of metrics.json (e.g. "cameras": the camera refinement's report).
     """
     os.makedirs(workdir, exist_ok=True)
     pred_eval = render_frames(state, spec, held_out.cameras, held_out.times, "eval views")
@@ -61,6 +64,7 @@ def evaluate(
         },
         "num_gaussians": int(jnp.sum(state.active)),
         "empty_mask_frames": int(empty.sum()),
+        **(extra or {}),
     }
     files.write_json(os.path.join(workdir, OUTPUTS["metrics"]), result)
 

@@ -45,6 +45,7 @@ from any4d_jax.generate import base as generate_base
 from any4d_jax.geometry import trajectory as tj
 from any4d_jax.io import ply, video
 from any4d_jax.io import workdir as workdir_lib
+from any4d_jax.model import camera_refine
 from any4d_jax.model.gaussians import ModelSpec
 from any4d_jax.train import loop
 
@@ -220,17 +221,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, setup = loop.train(config, g.frames.replace(mask=None), workdir)
         if (early := loop.stopped_early(config, state)) is not None:
             return early
-        summary = evaluate_generated(config, g, state, setup.model, workdir)
+        summary = evaluate_generated(config, g, state, setup.model, workdir, setup.camera_scale)
     paths = {n.split(".")[0]: os.path.join(workdir, n) for n in OUTPUTS}
     return {"summary": summary, "paths": {**paths, "generated_frames": os.path.join(workdir, GENERATED)}}
 
 
-def evaluate_generated(config, g: Generated, state, spec: ModelSpec, workdir: str) -> dict:
-    """Scores, videos and PLY of a reconstruction of generated frames (see the module docstring)."""
+def evaluate_generated(
+    config, g: Generated, state, spec: ModelSpec, workdir: str, camera_scale: float = 1.0
+) -> dict:
+    """Scores, videos and PLY of a reconstruction of generated frames (see the module docstring).
+
+    Under train.camera_refine the generated views are rendered from their refined cameras (camera_scale: the
+    corrections' unit, Setup.camera_scale), and metrics.json says how far each moved ("cameras")."""
     fps = config.eval.fps
     frames: Frames = g.frames
     times = np.asarray(frames.times)
-    pred = render_frames(state, spec, g.trajectory, times, "generated views")
+    cams = camera_refine.refined_cameras(g.trajectory, state.params.camera, camera_scale)
+    pred = render_frames(state, spec, cams, times, "generated views")
     rec = _valid_scores(pred, frames.rgb, frames.mask)
     video.write_video(os.path.join(workdir, "reconstruction.mp4"), video.side_by_side(pred, frames.rgb), fps)
 
@@ -260,6 +267,10 @@ def evaluate_generated(config, g: Generated, state, spec: ModelSpec, workdir: st
         },
         "num_gaussians": int(np.sum(np.asarray(state.active))),
     }
+    if state.params.camera is not None:
+        result["cameras"] = camera_refine.report(
+            g.trajectory.viewmat, cams.viewmat, size=float(config.camera.radius)
+        )
     files.write_json(os.path.join(workdir, "metrics.json"), result)
     if config.eval.write_ply:
         ply.write_sequence(os.path.join(workdir, "ply"), state.params, state.active, spec.motion, len(times))

@@ -147,6 +147,8 @@ class ModelParams:
 
     means (N, 3), quats (N, 4), log_scales (N, 3), opacity_logits (N,), sh (N, K, 3): as in `Gaussians`.
     motion: MotionParams (trajectories, weights (N, B), and the frozen pivots and basis mask).
+    camera: (T, 6) float32 per-frame camera corrections (model/camera_refine.py), or None when training
+            takes the cameras as given (then the pytree has no such leaf).
     Per-Gaussian rows are the `PER_GAUSSIAN` fields and motion.weights.
     """
 
@@ -156,6 +158,7 @@ class ModelParams:
     opacity_logits: jnp.ndarray
     sh: jnp.ndarray
     motion: motion.MotionParams
+    camera: jnp.ndarray | None = None
 
     @property
     def capacity(self) -> int:
@@ -172,14 +175,15 @@ class ModelParams:
             return tree
         m = tree["motion"]
         mp = m if isinstance(m, motion.MotionParams) else motion.MotionParams(**{k: m[k] for k in m})
-        return cls(**{k: tree[k] for k in PER_GAUSSIAN}, motion=mp)
+        return cls(**{k: tree[k] for k in PER_GAUSSIAN}, motion=mp, camera=tree.get("camera"))
 
     def gaussians(self, active: jnp.ndarray) -> Gaussians:
         return Gaussians(**{k: getattr(self, k) for k in PER_GAUSSIAN}, active=active)
 
     def labels(self) -> ModelParams:
         """The optimizer's label of every leaf (optax.multi_transform): one group per Gaussian field,
-        motion_traj / motion_weights for the motion, frozen for the pivots and the basis mask."""
+        motion_traj / motion_weights for the motion, frozen for the pivots and the basis mask, camera for the
+        per-frame camera corrections (when present)."""
         return ModelParams(
             **{k: k for k in PER_GAUSSIAN},
             motion=motion.MotionParams(
@@ -190,6 +194,7 @@ class ModelParams:
                 learnable_pivots="frozen",
                 mask="frozen",
             ),
+            camera=None if self.camera is None else "camera",
         )
 
     def map_rows(self, fn) -> ModelParams:

@@ -15,7 +15,7 @@ import numpy as np
 
 from any4d_jax.data.frames import Frames
 from any4d_jax.geometry.knn import knn
-from any4d_jax.model import motion
+from any4d_jax.model import camera_refine, motion
 from any4d_jax.model.gaussians import ModelParams, from_points, points_from_depth
 from any4d_jax.model.motion import MotionConfig, canonical_frame, split_weights
 
@@ -25,6 +25,11 @@ def init_gaussians(config: ml_collections.ConfigDict, frames: Frames, extra_poin
 
     Returns (Gaussians, dynamic (N,) bool): `dynamic` marks points from the foreground mask at the canonical
     frame (all canonical points when the data has no mask); only those get initial motion weights.
+
+    Under train.camera_refine the static background is seeded from the gauge frame (the first, whose camera
+    is held exactly as commanded) instead of the canonical one: seeded through another frame's camera, the
+    whole scene would start off by that camera's error, a global offset the per-frame corrections cannot
+    undo (it is the gauge they leave free).
     """
     m = config.model
     times = np.asarray(frames.times)
@@ -36,9 +41,12 @@ def init_gaussians(config: ml_collections.ConfigDict, frames: Frames, extra_poin
     fg = np.asarray(frames.mask) > 0.5 if frames.mask is not None else np.ones(depth.shape, bool)
     canon = np.zeros(depth.shape, bool)
     canon[t0] = True
+    a0 = 0 if camera_refine.enabled(config) else t0  # the frame seeding the static background
+    anchor = np.zeros(depth.shape, bool)
+    anchor[a0] = True
     static = ~fg if frames.mask is not None else np.zeros(depth.shape, bool)
-    static[t0] = False
-    p0, c0 = points_from_depth(depth, frames.rgb, frames.cameras, stride=m.init_stride, mask=canon & ~fg)
+    static[t0] = static[a0] = False
+    p0, c0 = points_from_depth(depth, frames.rgb, frames.cameras, stride=m.init_stride, mask=anchor & ~fg)
     p1, c1 = points_from_depth(
         depth, frames.rgb, frames.cameras, stride=m.init_stride_dynamic, mask=canon & fg
     )

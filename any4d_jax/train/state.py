@@ -19,8 +19,8 @@ from flax import struct
 
 from any4d_jax.data.frames import Frames
 from any4d_jax.geometry.cameras import Camera
+from any4d_jax.model import camera_refine, motion
 from any4d_jax.model import init as init_lib
-from any4d_jax.model import motion
 from any4d_jax.model.densify import DensifyConfig, DensifyState
 from any4d_jax.model.gaussians import ModelParams, ModelSpec
 from any4d_jax.render import RenderConfig
@@ -57,9 +57,11 @@ class LossWeights:
     acceleration: float = 0.0
     rigidity: float = 0.0
     sparsity: float = 0.0
+    camera: float = 0.0  # keeps the per-frame camera corrections near the commanded cameras
 
     @classmethod
-    def from_config(cls, tc: ml_collections.ConfigDict) -> LossWeights:
+    def from_config(cls, tc: ml_collections.ConfigDict, refine: bool = False) -> LossWeights:
+        """From config.train; refine: camera refinement is on (`camera_refine.enabled`)."""
         return cls(
             ssim_lambda=tc.ssim_lambda,
             depth=tc.depth_weight,
@@ -67,6 +69,7 @@ class LossWeights:
             acceleration=tc.accel_weight,
             rigidity=tc.rigidity_weight,
             sparsity=tc.sparsity_weight,
+            camera=tc.camera_weight if refine else 0.0,
         )
 
 
@@ -76,7 +79,9 @@ class Setup:
 
     model: what evaluation and export need too (motion config, render config, background); losses: loss
     weights; densify: density control; width, height: the training image size; time_ramp_steps: the time
-    curriculum; rigidity_k: neighbours of the rigidity loss.
+    curriculum; rigidity_k: neighbours of the rigidity loss; camera_scale: the scene extent, the unit of the
+    camera corrections' translations (model/camera_refine.py); camera_gauge: the frame whose camera is held
+    exactly as commanded; camera_start: the step from which the corrections learn.
     """
 
     model: ModelSpec
@@ -86,6 +91,9 @@ class Setup:
     height: int
     time_ramp_steps: int
     rigidity_k: int
+    camera_scale: float = 1.0
+    camera_gauge: int = 0
+    camera_start: int = 0
 
 
 def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
@@ -102,12 +110,15 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
             ),
             background=tuple(float(x) for x in config.render.background),
         ),
-        losses=LossWeights.from_config(t),
+        losses=LossWeights.from_config(t, camera_refine.enabled(config)),
         densify=DensifyConfig(grad_threshold=t.densify_grad_threshold, min_opacity=t.prune_opacity),
         width=frames.cameras.width,
         height=frames.cameras.height,
         time_ramp_steps=t.time_ramp_steps,
         rigidity_k=t.rigidity_k,
+        camera_scale=scene_extent(frames.cameras),
+        camera_gauge=0,
+        camera_start=int(t.get("camera_start", 0)),
     )
 
 
@@ -127,8 +138,8 @@ def scene_extent(cams: Camera) -> float:
 
 def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.GradientTransformation:
     """Adam per parameter group (labels from `ModelParams.labels`); the means' learning rate decays
-    exponentially (x0.01) over the run, the motion's by lr.motion_decay (1: constant); frozen leaves (pivots,
-    the basis mask) get zero updates."""
+    exponentially (x0.01) over the run, the motion's and the camera corrections' by lr.motion_decay (1:
+    constant); frozen leaves (pivots, the basis mask) get zero updates."""
     lr = config.train.lr
     steps = config.train.num_steps
     means = optax.exponential_decay(lr.means * extent, steps, 0.01)
@@ -142,6 +153,7 @@ def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.Gr
         "sh": optax.adam(lr.colors),
         "motion_traj": optax.adam(sched(lr.motion_trajectories)),
         "motion_weights": optax.adam(sched(lr.motion_weights)),
+        "camera": optax.adam(sched(lr.get("camera", 0.0))),
         "frozen": optax.set_to_zero(),
     }
     return optax.multi_transform(groups, lambda params: params.labels())
@@ -153,6 +165,8 @@ def init_state(config, setup: Setup, frames: Frames, optimizer, extra_points=Non
     key = jax.random.PRNGKey(config.seed)
     k_model, k_run = jax.random.split(key)
     params, active = init_lib.init_model(config, setup.model.motion, frames, k_model, extra_points)
+    if camera_refine.enabled(config):
+        params = params.replace(camera=camera_refine.init(frames.num_frames))
     n = active.shape[0]
     return TrainState(
         params=params,
@@ -166,8 +180,10 @@ def init_state(config, setup: Setup, frames: Frames, optimizer, extra_points=Non
 
 
 def frames_to_data(frames: Frames) -> dict:
-    """The training frames as the dict the step reads (rgb, viewmat, K, time, depth, mask; leading T)."""
+    """The training frames as the dict the step reads (rgb, viewmat, K, time, depth, mask, and index: the
+    frame's position, which picks its camera correction; leading T)."""
     data = {"rgb": frames.rgb, "viewmat": frames.cameras.viewmat, "K": frames.cameras.K, "time": frames.times}
+    data["index"] = jnp.arange(frames.num_frames, dtype=jnp.int32)
     data["depth"] = frames.depth if frames.depth is not None else jnp.zeros(frames.rgb.shape[:3])
     data["mask"] = frames.mask if frames.mask is not None else jnp.zeros(frames.rgb.shape[:3])
     return data

@@ -20,6 +20,7 @@ import optax
 
 from any4d_jax.evaluation import metrics
 from any4d_jax.geometry.cameras import Camera
+from any4d_jax.model import camera_refine
 from any4d_jax.model import densify as densify_lib
 from any4d_jax.model import init as init_lib
 from any4d_jax.model.gaussians import splats_at
@@ -36,7 +37,14 @@ def loss_fn(params, offset, state: TrainState, frame: dict, setup: Setup):
     """
     w = setup.losses
     splats = splats_at(params, state.active, setup.model.motion, frame["time"])
-    cam = Camera(viewmat=frame["viewmat"], K=frame["K"], width=setup.width, height=setup.height)
+    viewmat = frame["viewmat"]
+    if params.camera is not None:  # the frame's learned correction (zero at the gauge frame)
+        use = (frame["index"] != setup.camera_gauge).astype(viewmat.dtype)
+        delta = params.camera[frame["index"]]
+        # Held (no gradient, so Adam's moments stay zero) until the model is worth aligning the cameras to.
+        delta = jnp.where(state.step >= setup.camera_start, delta, jax.lax.stop_gradient(delta))
+        viewmat = camera_refine.correct(viewmat, use * delta, setup.camera_scale)
+    cam = Camera(viewmat=viewmat, K=frame["K"], width=setup.width, height=setup.height)
     out = render(splats, cam, jnp.asarray(setup.model.background), setup.model.render, means2d_offset=offset)
     parts = {"photometric": losses.photometric(out.rgb, frame["rgb"], w.ssim_lambda)}
     if w.depth > 0:
@@ -53,6 +61,8 @@ def loss_fn(params, offset, state: TrainState, frame: dict, setup: Setup):
         parts["rigidity"] = w.rigidity * losses.rigidity_loss(
             params.means, splats.means, state.neighbours, state.active
         )
+    if params.camera is not None and w.camera > 0:
+        parts["camera"] = w.camera * camera_refine.penalty(params.camera, setup.camera_gauge)
     aux = {
         "parts": parts,
         "psnr": metrics.psnr(out.rgb, frame["rgb"]),

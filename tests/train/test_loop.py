@@ -310,6 +310,24 @@ def test_static_preset_trains(frames, tmp_path):
     np.testing.assert_array_equal(state.params.motion.generator, 0.0)
 
 
+def test_camera_refinement_learns_every_camera_but_the_gauge_and_resumes(frames, full, tmp_path):
+    c = tiny_config()
+    c.train.camera_refine, c.train.num_steps, c.train.stop_after, c.train.camera_start = True, 12, 6, 0
+    workdir = str(tmp_path)
+    loop.train(c, frames, workdir, progress=False)  # stops after step 6 (checkpointed)
+    c.train.stop_after = -1
+    state, setup = loop.train(c, frames, workdir, progress=False)  # resumes: the corrections come back
+    cam = np.asarray(state.params.camera)
+    assert cam.shape == (4, 6) and np.all(np.isfinite(cam))
+    np.testing.assert_array_equal(cam[0], 0.0)  # the gauge frame
+    sampled = np.abs(cam[1:]).sum(1) > 0
+    assert sampled.any()  # frames the curriculum drew got a correction
+    assert setup.camera_scale == pytest.approx(state_lib.scene_extent(frames.cameras))
+    # Off (the default): no camera leaf at all, so the pytree is what it was before refinement existed.
+    assert full.params.camera is None
+    assert len(jax.tree_util.tree_leaves(full.params)) + 1 == len(jax.tree_util.tree_leaves(state.params))
+
+
 def test_unknown_motion_preset_fails():
     c = tiny_config()
     c.motion.preset = "bogus"

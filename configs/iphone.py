@@ -36,6 +36,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.use_depth = True  # read depth/<f>x (LiDAR z-depth) for the depth loss and the initialisation
     c.data.use_points = True  # add points.npy (static background cloud) to the initial Gaussians
     c.data.max_points = 50_000  # at most this many points.npy points (seeded subsample)
+    # Long-range 2D tracks for the track loss and the track-fitted motion init: "" = none; "som" = Shape of
+    # Motion's preprocessed TAPIR tracks in the scene folder (flow3d_preprocessed/2d_tracks/<f>x, see
+    # any4d_jax/data/tracks_io.py); or the path of a tracks .npz any tracker can write. DyCheck's keypoint/
+    # folder, when present, is never trained on: it scores keypoint transfer (PCK-T) in metrics.json.
+    c.data.tracks = ""
+    c.data.num_tracks = 4096  # at most this many tracks (a seeded subset, split over the query frames)
+    c.data.track_query_frames = 8  # query frames spread over the video (each costs N x tracks at anchoring)
 
     c.model.capacity = 300_000  # Gaussian slots (fixed shape); density control fills the free ones
     c.model.sh_degree = 1  # view dependence: degree 1 is enough for a phone sweeping a few degrees

@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthetic"  # data source (only the procedural scene so far)
+    c.data.scene = "default"  # default | handheld (the iPhone-like scene: configs/handheld.py sets it up)
     c.data.num_frames = 24  # time steps T (one training view per step)
     c.data.width = 128  # image width in pixels
     c.data.height = 96  # image height in pixels
@@ -29,6 +30,14 @@ def get_config() -> ml_collections.ConfigDict:
     # this fraction of the camera-to-subject distance in a random direction (any4d_jax/data/camera_noise.py).
     c.data.camera_noise_deg = 0.0
     c.data.camera_noise_frac = 0.0
+    # Long-range 2D point tracks of the training video (data/tracks.py): "" = none; "ground_truth" = exact
+    # tracks of scene points (this scene knows every point's motion); or the path of a tracks .npz
+    # (data/tracks_io.py: any tracker's output). With tracks the run adds a track loss (train.track_weight),
+    # initialises the motion bases from them (motion.init_from_tracks) and picks the canonical frame where
+    # most are visible (motion.canonical_frame = -1).
+    c.data.tracks = ""
+    c.data.num_tracks = 1024  # at most this many tracks are used (a seeded subset)
+    c.data.track_query_frames = 4  # ground_truth: query frames spread over the clip (tracks start there)
 
     c.model = ml_collections.ConfigDict()
     c.model.capacity = 10000  # Gaussian slots (fixed shape; density control fills free slots)
@@ -45,10 +54,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.motion.num_learnable_bases = 8  # B_l learnable SE(3) bases (hybrid preset)
     c.motion.time_basis = "dct"  # per_frame | dct
     c.motion.num_time_coeffs = 10  # DCT terms per trajectory
-    c.motion.canonical_frame = -1  # t0, where motion is the identity; -1 = the middle frame
+    # t0, where motion is the identity; -1 = automatic: where most training tracks are visible (Shape of
+    # Motion's choice) when there are tracks, else the middle frame.
+    c.motion.canonical_frame = -1
     c.motion.init_weight = 1.0  # scale of the k-means one-hot initial weights on the learnable bases
     c.motion.init_generator_weight = 0.0  # the same on the generator bases (0: channels shared by clusters
     # would couple unrelated objects at the start; the weights grow where the generators help)
+    # With 3D tracks (given, or 2D tracks lifted by depth): bases from k-means on the tracks' velocities,
+    # each fitted to its cluster's rigid motion, and weights from the nearest track (model/track_init.py).
+    c.motion.init_from_tracks = True
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1200  # optimisation steps (one random training frame each; 1500: +0.5 dB, +1 min)
@@ -66,6 +80,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.camera_refine = config_dict.placeholder(bool)
     c.train.camera_weight = 10.0  # penalty on the corrections' size (rad^2 + (shift / scene extent)^2)
     c.train.camera_start = 300  # corrections learn from this step (an unfitted model pulls them astray)
+    # 2D track loss (data with tracks only): each track's point, blended from the Gaussians nearest its query
+    # point, projected into every frame and compared with the track, confidence-weighted, in units of the
+    # image's larger side (train/losses.track_loss). 0 disables.
+    c.train.track_weight = 1.0
+    c.train.track_neighbours = 4  # Gaussians blended per track (model/track_anchors.py)
     c.train.densify_from = 200  # first step of adaptive density control
     c.train.densify_until = 1000  # last step of adaptive density control
     c.train.densify_every = 100  # steps between density-control rounds
@@ -106,6 +125,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.novel_views = 48  # frames of the novel orbit video
     c.eval.novel_arc_deg = 80.0  # azimuth span of the novel orbit (wider than training)
     c.eval.write_ply = True  # write the Gaussians of every frame as 3DGS PLY
+    c.eval.num_tracks = 256  # ground-truth tracks scored for 3D / 2D tracking (not the training tracks)
 
     # python -m experiments.ablate: every (C, B_l) combination trained at once by one vmapped train step,
     # as active-basis masks over the maximal allocation (motion.num_* are raised to the largest counts).

@@ -20,6 +20,8 @@ class Frames:
     times:   (F,) float32 frame times in [0, T - 1].
     depth:   (F, H, W) float32 z-depth (0 where unknown), or None.
     mask:    (F, H, W) float32 in [0, 1]: foreground / valid pixels (meaning set by the source), or None.
+    tracks:  data.tracks.Tracks: long-range 2D point tracks through these F frames (frame indices are rows
+             here), or None.
     """
 
     rgb: jnp.ndarray
@@ -27,6 +29,7 @@ class Frames:
     times: jnp.ndarray
     depth: Any = None
     mask: Any = None
+    tracks: Any = None
 
     @property
     def num_frames(self) -> int:
@@ -38,7 +41,7 @@ class Frames:
         return int(np.max(np.asarray(self.times))) + 1
 
     def frame(self, i: int) -> Frames:
-        """The i-th frame as a Frames of length 1."""
+        """The i-th frame as a Frames of length 1 (without tracks: they span frames)."""
         sl = slice(i, i + 1)
         return Frames(
             rgb=self.rgb[sl],

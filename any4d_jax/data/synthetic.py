@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 from flax import struct
 
+from any4d_jax.data import tracks as tracks_lib
 from any4d_jax.data.frames import Frames
 from any4d_jax.geometry import cameras, lie
 from any4d_jax.render import RenderConfig, Splats, render, within_budget
@@ -46,6 +47,9 @@ class SyntheticConfig:
     background: tuple = (1.0, 1.0, 1.0)  # colour behind the scene
     spin_deg: float = 90.0  # total turn of the spinning cube over the clip
     bounces: int = 2  # bounces of the ball over the clip
+    # Metres per scene unit, for scores in metres (3D tracking's 5 / 10 cm): the camera then stands 1.44 m
+    # from the subject and the cube is 24 cm wide, the scale of DyCheck's iPhone captures.
+    metres_per_unit: float = 0.4
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> SyntheticConfig:
@@ -286,3 +290,39 @@ def novel_orbit(cfg: SyntheticConfig, num: int, arc_deg: float) -> cameras.Camer
     vms = cameras.look_at(jnp.asarray(eyes), jnp.broadcast_to(jnp.asarray(LOOK_AT), eyes.shape))
     K = jnp.broadcast_to(cameras.from_fov(cfg.width, cfg.height, cfg.fov_deg), (num, 3, 3))
     return cameras.make_camera(vms, K, cfg.width, cfg.height)
+
+
+def point_positions(scene: SyntheticScene, cfg: SyntheticConfig, times) -> np.ndarray:
+    """(N, F, 3) every scene Gaussian's centre at each of the times (F,): the scene's exact point motion."""
+    means = jax.jit(jax.vmap(lambda t: scene_at(scene, cfg, t).means))(jnp.asarray(times, jnp.float32))
+    return np.swapaxes(np.asarray(means), 0, 1)
+
+
+def ground_truth_tracks(
+    scene: SyntheticScene,
+    cfg: SyntheticConfig,
+    frames: Frames,
+    num_tracks: int,
+    num_query_frames: int,
+    seed: int,
+    dynamic_fraction: float = 0.75,
+):
+    """Exact tracks of scene Gaussians through `frames` (data/tracks.Tracks, with 3D points): a fraction
+    `dynamic_fraction` on the moving objects (split evenly between them), the rest on the background,
+    queried at num_query_frames frames spread over the clip; visibility from the frames' rendered depth
+    (data/tracks.visibility)."""
+    f = frames.num_frames
+    queries = sorted({int(round(x)) for x in np.linspace(0, f - 1, max(1, num_query_frames))})
+    share = dynamic_fraction / 3.0
+    shares = {BACKGROUND: 1.0 - dynamic_fraction, SPINNER: share, BOUNCER: share, SHEET: share}
+    groups = np.asarray(scene.groups)
+    return tracks_lib.from_scene(
+        jax.jit(lambda t: scene_at(scene, cfg, t).means),
+        frames,
+        np.arange(groups.size),
+        num_tracks,
+        queries,
+        seed,
+        groups=groups,
+        group_shares=shares,
+    )

@@ -84,9 +84,11 @@ def evaluate_scene(
     fps: int = 15,
     write_video: bool = True,
     train_stride: int = 10,
+    extra: dict | None = None,
 ) -> dict:
     """Score the val split under `protocol`, write metrics.json (and val.mp4); return the numeric summary
-    (floats; NaN for a mean with no frame to average, +inf for a perfect PSNR; null in metrics.json)."""
+    (floats; NaN for a mean with no frame to average, +inf for a perfect PSNR; null in metrics.json).
+    extra: further sections of metrics.json (e.g. "tracking": evaluation/track_eval.py's scores)."""
     os.makedirs(workdir, exist_ok=True)
     summary: dict = {}
     result: dict = {
@@ -158,5 +160,6 @@ def evaluate_scene(
         for i, p in zip(idx, tr_psnr, strict=True)
     ]
     result["summary"] = summary
+    result.update(extra or {})
     files.write_json(os.path.join(workdir, "metrics.json"), result)
     return summary

@@ -11,8 +11,9 @@ import os
 import ml_collections
 
 from any4d_jax import data
-from any4d_jax.evaluation import dycheck
+from any4d_jax.evaluation import dycheck, track_eval
 from any4d_jax.io import workdir as workdir_lib
+from any4d_jax.jobs import synthetic as synthetic_job
 from any4d_jax.train import loop
 
 
@@ -39,6 +40,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state, setup = loop.train(config, ds.train, workdir, extra_points=ds.extra_points)
     if (early := loop.stopped_early(config, state)) is not None:
         return early
+    extra = {}
+    if ds.eval_tracks is not None:  # DyCheck's keypoints: PCK-T (and TAP-Vid scores) of keypoint transfer
+        extra["tracking"] = track_eval.evaluate(state, setup.model, ds.train, ds.eval_tracks, workdir)
+        print(f"[iphone] keypoint transfer PCK-T {extra['tracking']['2d']['pck_t']:.3f}", flush=True)
     summary = dycheck.evaluate_scene(
         state,
         setup.model,
@@ -50,7 +55,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         fps=config.eval.fps,
         write_video=config.eval.write_video,
         train_stride=config.eval.train_stride,
+        extra=extra,
     )
+    if "tracking" in extra:
+        summary = {**summary, **synthetic_job.tracking_summary(extra["tracking"])}
     paths = {
         "metrics": os.path.join(workdir, "metrics.json"),
         "checkpoints": os.path.join(workdir, workdir_lib.CHECKPOINTS),

@@ -7,10 +7,11 @@ import dataclasses
 import os
 
 import ml_collections
+import numpy as np
 
 from any4d_jax import data
 from any4d_jax.data import synthetic
-from any4d_jax.evaluation import heldout
+from any4d_jax.evaluation import heldout, track_eval
 from any4d_jax.io import workdir as workdir_lib
 from any4d_jax.model import camera_refine
 from any4d_jax.train import loop
@@ -25,6 +26,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return early
     novel = synthetic.novel_orbit(ds.source, config.eval.novel_views, config.eval.novel_arc_deg)
     train, extra = refined_train(ds, state, setup)
+    if ds.eval_tracks is not None:
+        extra["tracking"] = tracking_scores(config, ds, state, setup, train, workdir)
     summary = heldout.evaluate(
         state,
         setup.model,
@@ -36,10 +39,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         write_ply=config.eval.write_ply,
         extra=extra,
     )
+    if "tracking" in extra:
+        summary = {**summary, **tracking_summary(extra["tracking"])}
     if "cameras" in extra:
         cams = extra["cameras"]
         summary = {**summary, **{f"cameras/{k}": v for k, v in cams.items() if k.endswith("_mean")}}
     paths = {k: os.path.join(workdir, v) for k, v in heldout.OUTPUTS.items()}
+    if "tracking" in extra:
+        paths["tracks_video"] = os.path.join(workdir, track_eval.VIDEO)
     paths["checkpoints"] = os.path.join(workdir, workdir_lib.CHECKPOINTS)
     paths["train_metrics"] = os.path.join(workdir, workdir_lib.TRAIN_METRICS)
     return {"summary": summary, "paths": paths, "setup": dataclasses.asdict(setup.model.motion)}
@@ -59,3 +66,25 @@ def refined_train(ds: data.Dataset, state, setup) -> tuple:
     size = getattr(ds.source, "radius", 1.0)
     rep = camera_refine.report(ds.train.cameras.viewmat, cams.viewmat, true, size)
     return ds.train.replace(cameras=cams), {"cameras": rep}
+
+
+def tracking_scores(config, ds: data.Dataset, state, setup, train, workdir: str) -> dict:
+    """3D and 2D tracking of the scene's ground-truth evaluation tracks (evaluation/track_eval.py), with
+    tracks.mp4: true (green) and predicted (red) points over the first held-out camera's video."""
+    t = train.num_frames
+    view = (
+        np.asarray(ds.held_out.rgb[:t]),
+        ds.held_out.cameras.replace(viewmat=ds.held_out.cameras.viewmat[:t], K=ds.held_out.cameras.K[:t]),
+    )
+    return track_eval.evaluate(
+        state, setup.model, train, ds.eval_tracks, workdir, ds.metres_per_unit, view, config.eval.fps
+    )
+
+
+def tracking_summary(scores: dict) -> dict:
+    """The headline tracking numbers for the summary: tracking/<name>."""
+    keys = {
+        "3d": ("epe_3d", "delta_3d_5cm", "delta_3d_10cm"),
+        "2d": ("average_jaccard", "delta_avg", "occlusion_accuracy", "pck_t"),
+    }
+    return {f"tracking/{k}": scores[part][k] for part, names in keys.items() if part in scores for k in names}

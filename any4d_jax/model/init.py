@@ -13,18 +13,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from any4d_jax.data import tracks as tracks_lib
 from any4d_jax.data.frames import Frames
 from any4d_jax.geometry.knn import knn
-from any4d_jax.model import camera_refine, motion
+from any4d_jax.model import camera_refine, motion, track_init
 from any4d_jax.model.gaussians import ModelParams, from_points, points_from_depth
 from any4d_jax.model.motion import MotionConfig, canonical_frame, split_weights
 
 
-def init_gaussians(config: ml_collections.ConfigDict, frames: Frames, extra_points=None):
+def init_gaussians(config: ml_collections.ConfigDict, frames: Frames, extra_points=None, t_canon=None):
     """Point cloud from the training depth maps: everything at the canonical frame, static parts elsewhere.
 
     Returns (Gaussians, dynamic (N,) bool): `dynamic` marks points from the foreground mask at the canonical
     frame (all canonical points when the data has no mask); only those get initial motion weights.
+    t_canon: the canonical time (default: config.motion.canonical_frame without tracks).
 
     Under train.camera_refine the static background is seeded from the gauge frame (the first, whose camera
     is held exactly as commanded) instead of the canonical one: seeded through another frame's camera, the
@@ -34,7 +36,9 @@ def init_gaussians(config: ml_collections.ConfigDict, frames: Frames, extra_poin
     m = config.model
     times = np.asarray(frames.times)
     # The frame seen at (closest to) the canonical time: its whole depth map seeds the moving Gaussians.
-    t0 = int(np.argmin(np.abs(times - canonical_frame(config, int(times.max()) + 1))))
+    if t_canon is None:
+        t_canon = canonical_frame(config, int(times.max()) + 1)
+    t0 = int(np.argmin(np.abs(times - t_canon)))
     if frames.depth is None or not np.any(np.asarray(frames.depth) > 0):
         raise ValueError("model init from depth needs frames with depth; this data source gives none")
     depth = np.asarray(frames.depth)
@@ -80,21 +84,55 @@ def init_model(
     by motion.init_weight / init_generator_weight; pivots at the weighted centroids; the basis mask of
     config.motion.preset.
     """
-    g, dynamic = init_gaussians(config, frames, extra_points)
+    g, dynamic = init_gaussians(config, frames, extra_points, motion_cfg.canonical_frame)
     if not bool(jnp.any(dynamic)):
         dynamic = g.active
-    weights = kmeans_weights(g.means, motion_cfg, key, active=dynamic)
     gen = jnp.arange(motion_cfg.num_bases) < motion_cfg.num_generator_bases
     scale = jnp.where(gen, config.motion.init_generator_weight, config.motion.init_weight)
+    mask = motion.preset_mask(motion_cfg, config.motion.preset)
+    fit = motion_from_tracks(config, motion_cfg, frames, g.means, dynamic)
+    if fit is not None:
+        mp = motion.init_params(
+            motion_cfg,
+            g.capacity,
+            jnp.asarray(fit["weights"]) * scale,
+            (jnp.asarray(fit["generator_pivots"]), jnp.asarray(fit["learnable_pivots"])),
+            mask,
+        )
+        mp = mp.replace(generator=jnp.asarray(fit["generator"]), learnable=jnp.asarray(fit["learnable"]))
+        return ModelParams.from_gaussians(g, mp), g.active
+    weights = kmeans_weights(g.means, motion_cfg, key, active=dynamic)
     weights = weights * scale * dynamic[:, None]
     mp = motion.init_params(
-        motion_cfg,
-        g.capacity,
-        weights,
-        pivots_from_weights(g.means, weights, motion_cfg),
-        motion.preset_mask(motion_cfg, config.motion.preset),
+        motion_cfg, g.capacity, weights, pivots_from_weights(g.means, weights, motion_cfg), mask
     )
     return ModelParams.from_gaussians(g, mp), g.active
+
+
+def motion_from_tracks(config, motion_cfg: MotionConfig, frames: Frames, means, dynamic) -> dict | None:
+    """The track-fitted initial motion (model/track_init.py) when motion.init_from_tracks and the frames
+    carry tracks with 3D points (ground truth, or lifted from the frames' depth here); else None."""
+    tr = frames.tracks
+    if tr is None or not config.motion.get("init_from_tracks", False):
+        return None
+    if tr.points is None:
+        if frames.depth is None:
+            return None
+        tr = tracks_lib.lift(tr, frames.depth, frames.cameras)
+    times = np.asarray(frames.times)
+    canon = int(np.argmin(np.abs(times - motion_cfg.canonical_frame)))
+    extent = float(np.ptp(np.asarray(means)[np.asarray(dynamic)], axis=0).max()) if np.any(dynamic) else 1.0
+    return track_init.motion_from_tracks(
+        motion_cfg,
+        np.asarray(tr.points),
+        np.asarray(tr.points_valid),
+        times,
+        canon,
+        np.asarray(means),
+        np.asarray(dynamic),
+        extent=max(extent, 1e-6),
+        seed=config.seed,
+    )
 
 
 def rigidity_neighbours(params: ModelParams, active: jnp.ndarray, k: int, weight_scale: float = 1.0):

@@ -1,5 +1,5 @@
-"""Training losses: photometric (L1 + D-SSIM), masked L1, depth L1, mask binary cross-entropy, and the motion
-regularisers (trajectory acceleration, weight sparsity, local rigidity).
+"""Training losses: photometric (L1 + D-SSIM), masked L1, depth L1, mask binary cross-entropy, the 2D track
+loss, and the motion regularisers (trajectory acceleration, weight sparsity, local rigidity).
 
 Every loss returns a scalar (the mean over everything it is given, batch included), is pure ``jax.numpy``
 and safe under ``jit``, ``vmap`` and ``grad``. Images are float ``(..., H, W, C)`` in ``[0, 1]``; masks are
@@ -27,6 +27,7 @@ __all__ = [
     "acceleration_loss",
     "sparsity_loss",
     "rigidity_loss",
+    "track_loss",
 ]
 
 Array = jnp.ndarray
@@ -149,3 +150,24 @@ def rigidity_loss(
         return jnp.mean(err)
     w = (active[:, None] & active[neighbours]).astype(err.dtype)
     return jnp.sum(err * w) / jnp.maximum(1.0, jnp.sum(w))
+
+
+def track_loss(points: Array, camera, target_xy: Array, weight: Array) -> Array:
+    """Confidence-weighted 2D track loss of one frame: sum_p w_p |proj(points_p) - xy_p| / sum_p w_p, the
+    distance in units of the image's larger side (so it does not depend on the resolution).
+
+    points: (P, 3) the model's tracked points at the frame's time (model/track_anchors.predict); camera: the
+    frame's Camera; target_xy: (P, 2) the tracks' pixel positions there; weight: (P,) visibility x confidence
+    (0: not seen in this frame). Points behind the camera count nothing. Returns () float; 0 when no track is
+    seen.
+    """
+    chex.assert_shape(points, (None, 3))
+    chex.assert_equal_shape_prefix([points, target_xy, weight], 1)
+    uv = points @ camera.rotation.T + camera.translation
+    z = uv[:, 2]
+    w = weight * (z > 1e-4).astype(weight.dtype)
+    proj = uv @ camera.K.T
+    xy = proj[:, :2] / jnp.where(w[:, None] > 0, proj[:, 2:3], 1.0)
+    d = jnp.where(w[:, None] > 0, xy - target_xy, 0.0)
+    err = jnp.sqrt(jnp.sum(d * d, -1) + 1e-12) / max(camera.width, camera.height)
+    return jnp.sum(w * err) / jnp.maximum(jnp.sum(w), _SUM_EPS)

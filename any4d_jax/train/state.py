@@ -17,12 +17,13 @@ import numpy as np
 import optax
 from flax import struct
 
+from any4d_jax.data import tracks as tracks_lib
 from any4d_jax.data.frames import Frames
 from any4d_jax.geometry.cameras import Camera
-from any4d_jax.model import camera_refine, motion
+from any4d_jax.model import camera_refine, motion, track_anchors
 from any4d_jax.model import init as init_lib
 from any4d_jax.model.densify import DensifyConfig, DensifyState
-from any4d_jax.model.gaussians import ModelParams, ModelSpec
+from any4d_jax.model.gaussians import ModelParams, ModelSpec, splats_at
 from any4d_jax.render import RenderConfig
 
 
@@ -36,6 +37,8 @@ class TrainState:
     densify:    DensifyState: (N,) accumulated screen-space gradient norms and visibility counts.
     neighbours: (N, k) int32 nearest neighbours for the rigidity loss (refreshed at each densification).
     step:       () int32; rng: PRNG key.
+    anchors:    TrackAnchors of the training tracks (model/track_anchors.py; refreshed at each densification),
+                or None when the run uses no tracks.
     """
 
     params: ModelParams
@@ -45,6 +48,7 @@ class TrainState:
     neighbours: jnp.ndarray
     step: jnp.ndarray
     rng: jax.Array
+    anchors: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +62,14 @@ class LossWeights:
     rigidity: float = 0.0
     sparsity: float = 0.0
     camera: float = 0.0  # keeps the per-frame camera corrections near the commanded cameras
+    track: float = 0.0  # 2D track loss (tracks in the data only)
 
     @classmethod
-    def from_config(cls, tc: ml_collections.ConfigDict, refine: bool = False) -> LossWeights:
-        """From config.train; refine: camera refinement is on (`camera_refine.enabled`)."""
+    def from_config(
+        cls, tc: ml_collections.ConfigDict, refine: bool = False, tracks: bool = False
+    ) -> LossWeights:
+        """From config.train; refine: camera refinement is on (`camera_refine.enabled`); tracks: the
+        training frames carry tracks."""
         return cls(
             ssim_lambda=tc.ssim_lambda,
             depth=tc.depth_weight,
@@ -70,6 +78,7 @@ class LossWeights:
             rigidity=tc.rigidity_weight,
             sparsity=tc.sparsity_weight,
             camera=tc.camera_weight if refine else 0.0,
+            track=tc.get("track_weight", 0.0) if tracks else 0.0,
         )
 
 
@@ -81,7 +90,8 @@ class Setup:
     weights; densify: density control; width, height: the training image size; time_ramp_steps: the time
     curriculum; rigidity_k: neighbours of the rigidity loss; camera_scale: the scene extent, the unit of the
     camera corrections' translations (model/camera_refine.py); camera_gauge: the frame whose camera is held
-    exactly as commanded; camera_start: the step from which the corrections learn.
+    exactly as commanded; camera_start: the step from which the corrections learn; track_times: the distinct
+    query times of the training tracks (anchoring loops over them); track_k: anchor Gaussians per track.
     """
 
     model: ModelSpec
@@ -94,13 +104,28 @@ class Setup:
     camera_scale: float = 1.0
     camera_gauge: int = 0
     camera_start: int = 0
+    track_times: tuple = ()
+    track_k: int = 4
+
+
+def uses_tracks(config: ml_collections.ConfigDict, frames: Frames) -> bool:
+    """The track loss is on: the frames carry tracks and train.track_weight > 0."""
+    return frames.tracks is not None and config.train.get("track_weight", 0.0) > 0
+
+
+def tracks_frame(frames: Frames) -> int | None:
+    """The time of the frame where the most training tracks are visible (None without tracks): the
+    automatic canonical frame (motion.canonical_frame = -1)."""
+    if frames.tracks is None:
+        return None
+    return int(round(float(np.asarray(frames.times)[tracks_lib.canonical_frame(frames.tracks)])))
 
 
 def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
     t = config.train
     return Setup(
         model=ModelSpec(
-            motion=motion.motion_config(config, frames.num_times),
+            motion=motion.motion_config(config, frames.num_times, tracks_frame(frames)),
             render=RenderConfig(
                 tile_capacity=config.render.tile_capacity,
                 max_pairs=config.render.max_pairs,
@@ -110,7 +135,7 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
             ),
             background=tuple(float(x) for x in config.render.background),
         ),
-        losses=LossWeights.from_config(t, camera_refine.enabled(config)),
+        losses=LossWeights.from_config(t, camera_refine.enabled(config), uses_tracks(config, frames)),
         densify=DensifyConfig(grad_threshold=t.densify_grad_threshold, min_opacity=t.prune_opacity),
         width=frames.cameras.width,
         height=frames.cameras.height,
@@ -119,7 +144,15 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
         camera_scale=scene_extent(frames.cameras),
         camera_gauge=0,
         camera_start=int(t.get("camera_start", 0)),
+        track_times=query_times(frames) if uses_tracks(config, frames) else (),
+        track_k=int(t.get("track_neighbours", 4)),
     )
+
+
+def query_times(frames: Frames) -> tuple:
+    """The distinct times (floats) of the tracks' query frames."""
+    q = np.unique(np.asarray(frames.tracks.query_frame))
+    return tuple(float(x) for x in np.asarray(frames.times)[q])
 
 
 def with_max_pairs(setup: Setup, max_pairs: int | None) -> Setup:
@@ -176,7 +209,45 @@ def init_state(config, setup: Setup, frames: Frames, optimizer, extra_points=Non
         neighbours=init_lib.rigidity_neighbours(params, active, setup.rigidity_k),
         step=jnp.zeros((), jnp.int32),
         rng=k_run,
+        anchors=init_anchors(setup, frames, params, active),
     )
+
+
+def means_at(params: ModelParams, setup: Setup):
+    """t -> (N, 3) the Gaussians' positions at time t under the motion model."""
+    return lambda t: splats_at(params, jnp.ones(params.means.shape[:1], bool), setup.model.motion, t).means
+
+
+def init_anchors(
+    setup: Setup, frames: Frames, params: ModelParams, active
+) -> track_anchors.TrackAnchors | None:
+    """The training tracks anchored to the initial Gaussians (None when the run uses no tracks).
+
+    A track's query point is its 3D point at the query frame: the data's own (ground truth) when it has
+    them, else lifted from the frames' depth; tracks with no depth there are anchored at the query pixel's
+    ray through the median depth of the frame (they still pull, if imprecisely)."""
+    if not setup.track_times:
+        return None
+    tr = frames.tracks
+    if tr.points is None:
+        if frames.depth is None:
+            raise ValueError(
+                "the track loss needs 3D query points: the tracks have none and the frames no depth"
+            )
+        tr = tracks_lib.lift(tr, frames.depth, frames.cameras)
+    q = np.asarray(tr.query_frame)
+    p = np.arange(len(q))
+    pts = np.asarray(tr.points)[p, q]
+    ok = np.asarray(tr.points_valid)[p, q]
+    if not np.all(ok):  # no depth at the query pixel: the median depth of that frame along its ray
+        fill = tracks_lib.make(np.asarray(tr.xy), np.ones(q.shape + (tr.num_frames,), bool), query_frame=q)
+        med = np.asarray(frames.depth).reshape(frames.num_frames, -1)
+        med = np.array([np.median(d[d > 0]) if np.any(d > 0) else 1.0 for d in med], np.float32)
+        flat = np.broadcast_to(med[:, None, None], np.asarray(frames.depth).shape)
+        lifted = tracks_lib.lift(fill, flat, frames.cameras)
+        pts = np.where(ok[:, None], pts, np.asarray(lifted.points)[p, q])
+    times = np.asarray(frames.times)[q]
+    return track_anchors.make(pts, times, setup.track_times, means_at(params, setup), active, setup.track_k)
 
 
 def frames_to_data(frames: Frames) -> dict:
@@ -186,4 +257,9 @@ def frames_to_data(frames: Frames) -> dict:
     data["index"] = jnp.arange(frames.num_frames, dtype=jnp.int32)
     data["depth"] = frames.depth if frames.depth is not None else jnp.zeros(frames.rgb.shape[:3])
     data["mask"] = frames.mask if frames.mask is not None else jnp.zeros(frames.rgb.shape[:3])
+    if frames.tracks is not None:  # per frame: every track's position there and its loss weight
+        tr = frames.tracks
+        data["track_xy"] = jnp.swapaxes(jnp.asarray(tr.xy, jnp.float32), 0, 1)  # (F, P, 2)
+        w = jnp.asarray(tr.visible, jnp.float32) * jnp.asarray(tr.confidence, jnp.float32)
+        data["track_w"] = jnp.swapaxes(w, 0, 1)  # (F, P)
     return data

@@ -20,12 +20,13 @@ import optax
 
 from any4d_jax.evaluation import metrics
 from any4d_jax.geometry.cameras import Camera
-from any4d_jax.model import camera_refine
+from any4d_jax.model import camera_refine, track_anchors
 from any4d_jax.model import densify as densify_lib
 from any4d_jax.model import init as init_lib
 from any4d_jax.model.gaussians import splats_at
 from any4d_jax.render import render
 from any4d_jax.train import losses
+from any4d_jax.train import state as state_lib
 from any4d_jax.train.state import Setup, TrainState
 
 
@@ -60,6 +61,10 @@ def loss_fn(params, offset, state: TrainState, frame: dict, setup: Setup):
     if w.rigidity > 0:
         parts["rigidity"] = w.rigidity * losses.rigidity_loss(
             params.means, splats.means, state.neighbours, state.active
+        )
+    if w.track > 0 and state.anchors is not None and "track_xy" in frame:
+        parts["track"] = w.track * losses.track_loss(
+            track_anchors.predict(state.anchors, splats.means), cam, frame["track_xy"], frame["track_w"]
         )
     if params.camera is not None and w.camera > 0:
         parts["camera"] = w.camera * camera_refine.penalty(params.camera, setup.camera_gauge)
@@ -231,4 +236,9 @@ def densify_round(state: TrainState, extent, setup: Setup) -> tuple[TrainState, 
         densify=densify_lib.DensifyState.zeros(active.shape[0]),
         neighbours=init_lib.rigidity_neighbours(params, active, setup.rigidity_k),
     )
+    if state.anchors is not None:
+        means_at = state_lib.means_at(params, setup)
+        state = state.replace(
+            anchors=track_anchors.refresh(state.anchors, setup.track_times, means_at, active)
+        )
     return state, counts["no_room"].astype(jnp.int32)

@@ -85,10 +85,12 @@ def evaluate_scene(
     write_video: bool = True,
     train_stride: int = 10,
     extra: dict | None = None,
+    extra_summary: dict | None = None,
 ) -> dict:
     """Score the val split under `protocol`, write metrics.json (and val.mp4); return the numeric summary
     (floats; NaN for a mean with no frame to average, +inf for a perfect PSNR; null in metrics.json).
-    extra: further sections of metrics.json (e.g. "tracking": evaluation/track_eval.py's scores)."""
+    extra: further sections of metrics.json (e.g. "tracking": evaluation/track_eval.py's scores);
+    extra_summary: further entries of the summary (e.g. track_eval.headline of them)."""
     os.makedirs(workdir, exist_ok=True)
     summary: dict = {}
     result: dict = {
@@ -159,6 +161,7 @@ def evaluate_scene(
         {"frame_name": scene.train_names[i], "time_id": scene.train_time_ids[i], "psnr": float(p)}
         for i, p in zip(idx, tr_psnr, strict=True)
     ]
+    summary.update(extra_summary or {})
     result["summary"] = summary
     result.update(extra or {})
     files.write_json(os.path.join(workdir, "metrics.json"), result)

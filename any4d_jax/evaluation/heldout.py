@@ -42,12 +42,14 @@ def evaluate(
     fps: int = 12,
     write_ply: bool = True,
     extra: dict | None = None,
+    extra_summary: dict | None = None,
 ) -> dict:
     """Score held-out and training views; write metrics.json, videos and per-frame PLY; return the summary.
 
     state: anything with params (ModelParams) and active. The output files are named in OUTPUTS. `train`
     carries the cameras the model was fitted with (the refined ones under train.camera_refine). extra:
-    further sections of metrics.json (e.g. "cameras": the camera refinement's report).
+    further sections of metrics.json (e.g. "cameras": the camera refinement's report); extra_summary: further
+    entries of the summary (e.g. track_eval.headline's tracking scores).
     """
     os.makedirs(workdir, exist_ok=True)
     pred_eval = render_frames(state, spec, held_out.cameras, held_out.times, "eval views")
@@ -55,7 +57,7 @@ def evaluate(
     ev = score_frames(pred_eval, held_out.rgb, held_out.mask)
     tr = score_frames(pred_train, train.rgb)
     empty = np.zeros(held_out.num_frames, bool) if held_out.mask is None else empty_mask_frames(held_out.mask)
-    summary = {**mean_scores(ev, "eval", scored=~empty), **mean_scores(tr, "train")}
+    summary = {**mean_scores(ev, "eval", scored=~empty), **mean_scores(tr, "train"), **(extra_summary or {})}
     result = {
         "summary": summary,
         "per_frame": {

@@ -198,3 +198,16 @@ def evaluate(
             )
         video.write_video(os.path.join(workdir, VIDEO), drawn, fps)
     return scores
+
+
+HEADLINE = {
+    "3d": ("epe_3d", "delta_3d_5cm", "delta_3d_10cm"),
+    "2d": ("average_jaccard", "delta_avg", "occlusion_accuracy", "pck_t"),
+}
+
+
+def headline(scores: dict) -> dict:
+    """The numbers a run's summary shows of `score`'s result: {"tracking/<name>": value}."""
+    return {
+        f"tracking/{k}": scores[part][k] for part, names in HEADLINE.items() if part in scores for k in names
+    }

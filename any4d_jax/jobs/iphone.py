@@ -13,7 +13,6 @@ import ml_collections
 from any4d_jax import data
 from any4d_jax.evaluation import dycheck, track_eval
 from any4d_jax.io import workdir as workdir_lib
-from any4d_jax.jobs import synthetic as synthetic_job
 from any4d_jax.train import loop
 
 
@@ -42,7 +41,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return early
     extra = {}
     if ds.eval_tracks is not None:  # DyCheck's keypoints: PCK-T (and TAP-Vid scores) of keypoint transfer
-        extra["tracking"] = track_eval.evaluate(state, setup.model, ds.train, ds.eval_tracks, workdir)
+        extra["tracking"] = track_eval.evaluate(
+            state, setup.model, ds.train, ds.eval_tracks, workdir, fps=config.eval.fps
+        )
         print(f"[iphone] keypoint transfer PCK-T {extra['tracking']['2d']['pck_t']:.3f}", flush=True)
     summary = dycheck.evaluate_scene(
         state,
@@ -56,9 +57,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         write_video=config.eval.write_video,
         train_stride=config.eval.train_stride,
         extra=extra,
+        extra_summary=track_eval.headline(extra["tracking"]) if "tracking" in extra else None,
     )
-    if "tracking" in extra:
-        summary = {**summary, **synthetic_job.tracking_summary(extra["tracking"])}
     paths = {
         "metrics": os.path.join(workdir, "metrics.json"),
         "checkpoints": os.path.join(workdir, workdir_lib.CHECKPOINTS),
@@ -66,4 +66,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     }
     if config.eval.write_video and scene.val is not None:
         paths["val_video"] = os.path.join(workdir, "val.mp4")
+    if "tracking" in extra:
+        paths["tracks_video"] = os.path.join(workdir, track_eval.VIDEO)
     return {"summary": summary, "paths": paths, "protocol": protocol.name, "factor": scene.factor}

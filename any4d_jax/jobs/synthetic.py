@@ -38,9 +38,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         fps=config.eval.fps,
         write_ply=config.eval.write_ply,
         extra=extra,
+        extra_summary=track_eval.headline(extra["tracking"]) if "tracking" in extra else None,
     )
-    if "tracking" in extra:
-        summary = {**summary, **tracking_summary(extra["tracking"])}
     if "cameras" in extra:
         cams = extra["cameras"]
         summary = {**summary, **{f"cameras/{k}": v for k, v in cams.items() if k.endswith("_mean")}}
@@ -79,12 +78,3 @@ def tracking_scores(config, ds: data.Dataset, state, setup, train, workdir: str)
     return track_eval.evaluate(
         state, setup.model, train, ds.eval_tracks, workdir, ds.metres_per_unit, view, config.eval.fps
     )
-
-
-def tracking_summary(scores: dict) -> dict:
-    """The headline tracking numbers for the summary: tracking/<name>."""
-    keys = {
-        "3d": ("epe_3d", "delta_3d_5cm", "delta_3d_10cm"),
-        "2d": ("average_jaccard", "delta_avg", "occlusion_accuracy", "pck_t"),
-    }
-    return {f"tracking/{k}": scores[part][k] for part, names in keys.items() if part in scores for k in names}

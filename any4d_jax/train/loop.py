@@ -157,6 +157,10 @@ class _Signals:
         return False
 
 
+_finite = jax.jit(step_lib.all_finite)
+_finite_stacked = jax.jit(jax.vmap(step_lib.all_finite))
+
+
 def _diverged(n: int, what: str, mgr: ocp.CheckpointManager | None) -> FloatingPointError:
     """The one-line error of a diverged run, naming the step and the last finite checkpoint."""
     if mgr is None:
@@ -212,7 +216,7 @@ def run_loop(
     start = int(np.max(steps))
     first_bad = np.full(steps.shape, -1)
     no_room = np.zeros(steps.shape, np.int64)
-    finite = jax.jit(jax.vmap(step_lib.all_finite) if steps.ndim else step_lib.all_finite)
+    finite = _finite_stacked if steps.ndim else _finite
     last: dict = {}
     where = "" if checkpoints is None else str(checkpoints.directory)
     bar = tqdm(
@@ -324,14 +328,28 @@ def run_loop(
 
 def single_device_fns(setup: state_lib.Setup, optimizer, batch_size: int = 1, jit=jax.jit) -> LoopFns:
     """The step (frames drawn by the curriculum, then the step on them) and density round on one device,
-    with pair-budget growth when the setup's render grows."""
+    with pair-budget growth when the setup's render grows.
 
+    With jax.jit the functions are cached on (setup, optimizer, batch size, and the step builders
+    themselves, so a test that patches them gets its own): a second run with the same settings in one
+    process (a notebook, a sweep, a test module) reuses the compiled step instead of compiling it again."""
+    if jit is jax.jit:
+        return _cached_fns(setup, optimizer, batch_size, step_lib.make_train_step, step_lib.densify_round)
+    return _build_fns(setup, optimizer, batch_size, jit, step_lib.make_train_step, step_lib.densify_round)
+
+
+def _build_fns(setup, optimizer, batch_size, jit, make_train_step, densify_round) -> LoopFns:
     def build(s: state_lib.Setup):
-        step = step_lib.make_train_step(s, optimizer, batch_size)
-        dens = functools.partial(step_lib.densify_round, setup=s)
+        step = make_train_step(s, optimizer, batch_size)
+        dens = functools.partial(densify_round, setup=s)
         return jit(step, donate_argnums=(0,)), jit(dens, donate_argnums=(0,))
 
     return growing(build, setup)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_fns(setup, optimizer, batch_size, make_train_step, densify_round) -> LoopFns:
+    return _build_fns(setup, optimizer, batch_size, jax.jit, make_train_step, densify_round)
 
 
 def train(

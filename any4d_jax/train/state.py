@@ -8,6 +8,7 @@ make_setup(config, frames) / make_optimizer(config, extent) / init_state(config,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -172,20 +173,27 @@ def scene_extent(cams: Camera) -> float:
 def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.GradientTransformation:
     """Adam per parameter group (labels from `ModelParams.labels`); the means' learning rate decays
     exponentially (x0.01) over the run, the motion's and the camera corrections' by lr.motion_decay (1:
-    constant); frozen leaves (pivots, the basis mask) get zero updates."""
-    lr = config.train.lr
-    steps = config.train.num_steps
-    means = optax.exponential_decay(lr.means * extent, steps, 0.01)
+    constant); frozen leaves (pivots, the basis mask) get zero updates.
+
+    The same settings give the same (cached) object, so jitted steps built on it are reused across runs."""
+    rates = tuple(sorted((k, float(v)) for k, v in config.train.lr.items()))
+    return _optimizer(rates, int(config.train.num_steps), float(extent))
+
+
+@functools.lru_cache(maxsize=16)
+def _optimizer(rates: tuple, steps: int, extent: float) -> optax.GradientTransformation:
+    lr = dict(rates)
+    means = optax.exponential_decay(lr["means"] * extent, steps, 0.01)
     decay = lr.get("motion_decay", 1.0)
     sched = lambda v: v if decay == 1.0 else optax.exponential_decay(v, steps, decay)  # noqa: E731
     groups = {
         "means": optax.adam(means),
-        "quats": optax.adam(lr.quats),
-        "log_scales": optax.adam(lr.scales),
-        "opacity_logits": optax.adam(lr.opacities),
-        "sh": optax.adam(lr.colors),
-        "motion_traj": optax.adam(sched(lr.motion_trajectories)),
-        "motion_weights": optax.adam(sched(lr.motion_weights)),
+        "quats": optax.adam(lr["quats"]),
+        "log_scales": optax.adam(lr["scales"]),
+        "opacity_logits": optax.adam(lr["opacities"]),
+        "sh": optax.adam(lr["colors"]),
+        "motion_traj": optax.adam(sched(lr["motion_trajectories"])),
+        "motion_weights": optax.adam(sched(lr["motion_weights"])),
         "camera": optax.adam(sched(lr.get("camera", 0.0))),
         "frozen": optax.set_to_zero(),
     }

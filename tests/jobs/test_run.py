@@ -27,6 +27,7 @@ TINY = [
     "--config.train.densify_every=4",
     "--config.train.checkpoint_every=4",
     "--config.eval.novel_views=3",
+    "--config.eval.num_tracks=24",
 ]
 
 
@@ -54,7 +55,11 @@ def test_main_job_writes_metrics_videos_ply_and_checkpoints(tmp_path):
     assert {"eval/psnr", "eval/ssim", "eval/masked_psnr", "train/psnr"} <= set(m["summary"])
     assert len(m["per_frame"]["eval"]) == 8 and len(m["per_frame"]["train"]) == 4
     assert 5.0 < m["summary"]["eval/psnr"] < 60.0
-    for name in ("heldout.mp4", "novel_orbit.mp4", "ply/frame_000.ply", "ply/frame_003.ply", "config.json"):
+    # Tracking of the scene's ground-truth evaluation tracks, in metres, in the summary and its own section.
+    assert {"tracking/epe_3d", "tracking/delta_3d_5cm", "tracking/pck_t"} <= set(m["summary"])
+    assert m["tracking"]["3d"]["units"] == "metres" and m["tracking"]["2d"]["num_tracks"] > 0
+    names = ("heldout.mp4", "novel_orbit.mp4", "tracks.mp4", "ply/frame_000.ply", "ply/frame_003.ply")
+    for name in (*names, "config.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]
     assert "| eval/psnr |" in r.stdout

@@ -281,3 +281,52 @@ def wall_points() -> np.ndarray:
     """(M, 3) raw points on the wall (the scene's static background cloud)."""
     X, Y = np.meshgrid(np.linspace(-1.2, 1.2, 25), np.linspace(-0.9, 0.9, 19))
     return np.stack([X.ravel(), Y.ravel(), np.full(X.size, WALL_Z)], -1).astype(np.float32)
+
+
+# experiments.run overrides of a tiny iPhone run (seconds on a CPU), shared by the end-to-end tests.
+TINY_RUN = [
+    "--config.model.capacity=3000",
+    "--config.model.sh_degree=0",
+    "--config.motion.num_generator_channels=1",
+    "--config.motion.num_learnable_bases=2",
+    "--config.motion.num_time_coeffs=3",
+    "--config.train.num_steps=6",
+    "--config.train.time_ramp_steps=4",
+    "--config.train.densify_from=3",
+    "--config.train.densify_until=3",
+    "--config.train.densify_every=3",
+    "--config.train.checkpoint_every=6",
+    "--config.train.log_every=3",
+    "--config.render.tile_capacity=256",
+    "--config.eval.train_stride=2",
+    "--config.data.max_points=200",
+]
+
+
+def run_iphone(root, workdir, overrides, fast_compile: dict):
+    """experiments.run of configs/iphone.py on the scene folder `root` in a subprocess, with the override
+    flags and XLA's fast-compile options (conftest's, probed there) as XLA flags: they cut the compile
+    time, which is most of a tiny run, without changing what is computed."""
+    import os
+    import subprocess
+    import sys
+
+    flags = " ".join(
+        [os.environ.get("XLA_FLAGS", "")] + [f"--{k}={str(v).lower()}" for k, v in fast_compile.items()]
+    ).strip()
+    root_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.run",
+        "--config=configs/iphone.py",
+        f"--config.data.root={root}",
+    ]
+    return subprocess.run(
+        [*cmd, f"--workdir={workdir}", *overrides],
+        cwd=root_dir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "XLA_FLAGS": flags},
+    )

@@ -40,10 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from any4d_jax.data import synthetic
 from any4d_jax.data import tracks as tracks_lib
 from any4d_jax.data.frames import Frames
 from any4d_jax.geometry import cameras, lie
-from any4d_jax.render import RenderConfig, Splats, render, within_budget
+from any4d_jax.render import RenderConfig, Splats, within_budget
 
 BACKGROUND, CAR, ARM, BLOB, BALL = 0, 1, 2, 3, 4
 GROUP_NAMES = ("background", "car", "arm", "blob", "ball")
@@ -436,18 +437,6 @@ def means_at(scene: HandheldScene, cfg: HandheldConfig, t) -> jnp.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _eye(az_deg, el_deg, radius):
-    az, el = np.deg2rad(az_deg), np.deg2rad(el_deg)
-    return np.stack(
-        [
-            radius * np.cos(el) * np.sin(az),
-            -radius * np.sin(el) * np.ones_like(az),
-            -radius * np.cos(el) * np.cos(az),
-        ],
-        -1,
-    )
-
-
 def _smooth_noise(
     rng: np.random.Generator, num: int, dims: int, max_cycles: float, waves: int = 4
 ) -> np.ndarray:
@@ -498,7 +487,7 @@ def train_cameras(cfg: HandheldConfig) -> cameras.Camera:
     T = cfg.num_frames
     rng = np.random.default_rng([cfg.seed, 7])
     units = 1.0 / cfg.metres_per_unit
-    base = _eye(0.0, cfg.elevation_deg, cfg.radius) + LOOK_AT
+    base = synthetic.eye_position(0.0, cfg.elevation_deg, cfg.radius) + LOOK_AT
     ease = -0.5 * np.cos(np.pi * np.linspace(0.0, 1.0, T))  # -0.5 .. 0.5, smooth start and stop
     eyes = base[None] + (cfg.baseline_m * units * ease)[:, None] * np.array([1.0, 0.0, 0.0])
     eyes = eyes + cfg.jitter_pos_m * units * _smooth_noise(rng, T, 3, cfg.jitter_cycles)
@@ -519,7 +508,7 @@ def eval_cameras(cfg: HandheldConfig) -> cameras.Camera:
     el = np.asarray(cfg.eval_elevations_deg, np.float64)
     if az.shape != el.shape:
         raise ValueError(f"HandheldConfig: {az.size} eval azimuths but {el.size} eval elevations")
-    eyes = _eye(az, el, cfg.radius) + LOOK_AT
+    eyes = synthetic.eye_position(az, el, cfg.radius) + LOOK_AT
     vms = jnp.asarray(_look_at_np(eyes, np.broadcast_to(LOOK_AT, eyes.shape).astype(np.float64)), jnp.float32)
     K = jnp.broadcast_to(cameras.from_fov(cfg.width, cfg.height, cfg.fov_deg), (az.size, 3, 3))
     return cameras.make_camera(vms, K, cfg.width, cfg.height)
@@ -532,18 +521,6 @@ def eval_cameras(cfg: HandheldConfig) -> cameras.Camera:
 RENDER_CHUNK = 16  # frames per compiled render batch (the last batch is padded: one compile per size)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "width", "height", "rcfg"))
-def _render_batch(scene, cfg, times, viewmat, K, width, height, rcfg):
-    bg = jnp.asarray(cfg.background, jnp.float32)
-
-    def one(t, vm, k):
-        cam = cameras.Camera(viewmat=vm, K=k, width=width, height=height)
-        out = render(scene_at(scene, cfg, t), cam, bg, rcfg)
-        return (out.rgb, out.depth, out.features[..., 0]), out.stats
-
-    return jax.vmap(one)(times, viewmat, K)
-
-
 def render_frames(scene: HandheldScene, cfg: HandheldConfig, cams: cameras.Camera, times) -> Frames:
     """Ground-truth frames: camera i (viewmat (F, 4, 4)) at time times[i] (F,): rgb, z-depth and the soft
     mask of the moving objects, rendered RENDER_CHUNK frames at a time."""
@@ -554,8 +531,8 @@ def render_frames(scene: HandheldScene, cfg: HandheldConfig, cams: cameras.Camer
     for s in range(0, F, B):
         idx = np.minimum(np.arange(s, s + B), F - 1)  # pad the last batch with copies of the last frame
         (rgb, depth, mask), _, _ = within_budget(
-            lambda rc, idx=idx: _render_batch(
-                scene, cfg, times[idx], cams.viewmat[idx], cams.K[idx], cams.width, cams.height, rc
+            lambda rc, idx=idx: synthetic.render_batch(
+                scene_at, scene, cfg, times[idx], cams.viewmat[idx], cams.K[idx], cams.width, cams.height, rc
             ),
             RenderConfig(validate=False),
         )

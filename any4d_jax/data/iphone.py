@@ -548,20 +548,26 @@ def _read_png(path: str, expect_hw: tuple[int, int], what: str) -> np.ndarray:
     return img
 
 
+def read_npy_header(f) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from the .npy header at the start of an open binary file, without reading its data;
+    ValueError for what is not a version 1 or 2 header."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+    return tuple(shape), dtype
+
+
 def _npy_header(path: str) -> tuple[tuple, np.dtype]:
     """(shape, dtype) from a .npy file's header, without reading its data."""
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+            return read_npy_header(f)
     except Exception as e:  # noqa: BLE001 - any header failure is a bad file
         raise SceneError(f"{path}: cannot be read as a .npy array ({_one_line(e)})") from None
-    return tuple(shape), dtype
 
 
 def _load_npy(path: str) -> np.ndarray:

@@ -212,7 +212,9 @@ def scene_at(scene: SyntheticScene, cfg: SyntheticConfig, t) -> Splats:
     return s.replace(means=means, quats=quats)
 
 
-def _eye(az_deg, el_deg, radius):
+def eye_position(az_deg, el_deg, radius):
+    """(..., 3) camera centres at azimuth / elevation (degrees) and distance `radius` from the origin (y down:
+    positive elevation is above the horizon, azimuth 0 looks along +z)."""
     az, el = np.deg2rad(az_deg), np.deg2rad(el_deg)
     return np.stack(
         [
@@ -231,7 +233,7 @@ def train_cameras(cfg: SyntheticConfig) -> cameras.Camera:
     """One camera per time step sweeping the azimuth arc (monocular, like a hand-held video)."""
     az = np.linspace(-0.5 * cfg.train_arc_deg, 0.5 * cfg.train_arc_deg, cfg.num_frames)
     el = cfg.elevation_deg + 3.0 * np.sin(np.linspace(0, 2 * np.pi, cfg.num_frames))  # hand-held bob
-    eyes = _eye(az, el, cfg.radius) + LOOK_AT
+    eyes = eye_position(az, el, cfg.radius) + LOOK_AT
     vms = cameras.look_at(jnp.asarray(eyes), jnp.broadcast_to(jnp.asarray(LOOK_AT), eyes.shape))
     K = jnp.broadcast_to(cameras.from_fov(cfg.width, cfg.height, cfg.fov_deg), (cfg.num_frames, 3, 3))
     return cameras.make_camera(vms, K, cfg.width, cfg.height)
@@ -240,19 +242,22 @@ def train_cameras(cfg: SyntheticConfig) -> cameras.Camera:
 def eval_cameras(cfg: SyntheticConfig) -> cameras.Camera:
     """The held-out static cameras, E of them (viewmat (E, 4, 4))."""
     az = np.asarray(cfg.eval_azimuths_deg, np.float64)
-    eyes = _eye(az, cfg.elevation_deg, cfg.radius) + LOOK_AT
+    eyes = eye_position(az, cfg.elevation_deg, cfg.radius) + LOOK_AT
     vms = cameras.look_at(jnp.asarray(eyes), jnp.broadcast_to(jnp.asarray(LOOK_AT), eyes.shape))
     K = jnp.broadcast_to(cameras.from_fov(cfg.width, cfg.height, cfg.fov_deg), (len(az), 3, 3))
     return cameras.make_camera(vms, K, cfg.width, cfg.height)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "width", "height", "rcfg"))
-def _render_batch(scene, cfg, times, viewmat, K, width, height, rcfg):
+@functools.partial(jax.jit, static_argnames=("at", "cfg", "width", "height", "rcfg"))
+def render_batch(at, scene, cfg, times, viewmat, K, width, height, rcfg):
+    """Camera i (viewmat (F, 4, 4), K (F, 3, 3)) at time times[i] of a procedural scene whose Gaussians at
+    time t are at(scene, cfg, t) (features channel 0: the moving-object mask) -> ((rgb, depth, mask),
+    stats). Shared by every procedural scene (this one, data/handheld.py)."""
     bg = jnp.asarray(cfg.background, jnp.float32)
 
     def one(t, vm, k):
         cam = cameras.Camera(viewmat=vm, K=k, width=width, height=height)
-        out = render(scene_at(scene, cfg, t), cam, bg, rcfg)
+        out = render(at(scene, cfg, t), cam, bg, rcfg)
         return (out.rgb, out.depth, out.features[..., 0]), out.stats
 
     return jax.vmap(one)(times, viewmat, K)
@@ -262,7 +267,9 @@ def render_frames(scene: SyntheticScene, cfg: SyntheticConfig, cams: cameras.Cam
     """Ground-truth frames: camera i at time times[i] (rgb, z-depth, foreground mask)."""
     times = jnp.asarray(times, jnp.float32)
     (rgb, depth, mask), _, _ = within_budget(
-        lambda rcfg: _render_batch(scene, cfg, times, cams.viewmat, cams.K, cams.width, cams.height, rcfg),
+        lambda rcfg: render_batch(
+            scene_at, scene, cfg, times, cams.viewmat, cams.K, cams.width, cams.height, rcfg
+        ),
         RenderConfig(validate=False),
     )
     return Frames(
@@ -286,7 +293,7 @@ def novel_orbit(cfg: SyntheticConfig, num: int, arc_deg: float) -> cameras.Camer
     """`num` cameras sweeping a wider arc than training, at a varying height (rendered while time runs)."""
     az = np.linspace(-0.5 * arc_deg, 0.5 * arc_deg, num)
     el = cfg.elevation_deg + 8.0 * np.sin(np.linspace(0, np.pi, num))
-    eyes = _eye(az, el, cfg.radius) + LOOK_AT
+    eyes = eye_position(az, el, cfg.radius) + LOOK_AT
     vms = cameras.look_at(jnp.asarray(eyes), jnp.broadcast_to(jnp.asarray(LOOK_AT), eyes.shape))
     K = jnp.broadcast_to(cameras.from_fov(cfg.width, cfg.height, cfg.fov_deg), (num, 3, 3))
     return cameras.make_camera(vms, K, cfg.width, cfg.height)

@@ -131,6 +131,7 @@ from any4d_jax.data.iphone import (
     _one_line,
     _short,
     read_camera,
+    read_npy_header,
 )
 from any4d_jax.errors import InputError, MissingInput
 
@@ -216,13 +217,7 @@ def _member_header(zf: zipfile.ZipFile, member: str, path: str, key: str) -> tup
     """(shape, dtype) from the .npy header of one archive member, without reading its data."""
     try:
         with zf.open(member) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+            shape, dtype = read_npy_header(f)
     except Exception as e:  # noqa: BLE001 - any header failure is a bad file
         raise InputError(f"{path}: key {key!r} cannot be read as a numpy array ({_one_line(e)})") from None
     if dtype.hasobject:

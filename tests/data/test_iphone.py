@@ -8,8 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import dycheck_fixture as fx
 import imageio.v2 as iio2
@@ -509,50 +507,12 @@ def test_protocols():
 # End to end through experiments.run.
 # ---------------------------------------------------------------------------------------------------------
 
-TINY = [
-    "--config.model.capacity=3000",
-    "--config.model.sh_degree=0",
-    "--config.motion.num_generator_channels=1",
-    "--config.motion.num_learnable_bases=2",
-    "--config.motion.num_time_coeffs=3",
-    "--config.train.num_steps=6",
-    "--config.train.time_ramp_steps=4",
-    "--config.train.densify_from=3",
-    "--config.train.densify_until=3",
-    "--config.train.densify_every=3",
-    "--config.train.checkpoint_every=6",
-    "--config.train.log_every=3",
-    "--config.render.tile_capacity=256",
-    "--config.eval.train_stride=2",
-    "--config.data.max_points=200",
-]
-
-
-# The options conftest.fast_jit uses (probed there against this jaxlib), as XLA flags for the subprocess: they
-# cut XLA's compile time, which is most of this run, without changing what is computed.
-FAST_XLA_FLAGS = " ".join(
-    [os.environ.get("XLA_FLAGS", "")] + [f"--{k}={str(v).lower()}" for k, v in _FAST_COMPILE.items()]
-).strip()
+TINY = fx.TINY_RUN
 
 
 def test_end_to_end_run_writes_protocol_metrics(scene_dir, tmp_path):
     work = tmp_path / "run"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.run",
-            "--config=configs/iphone.py",
-            f"--config.data.root={scene_dir}",
-            f"--workdir={work}",
-            *TINY,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "XLA_FLAGS": FAST_XLA_FLAGS},
-    )
+    r = fx.run_iphone(scene_dir, work, TINY, _FAST_COMPILE)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((work / "metrics.json").read_text())
     assert (

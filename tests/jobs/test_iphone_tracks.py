@@ -17,8 +17,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import dycheck_fixture as fx
 import numpy as np
@@ -42,29 +40,12 @@ VISIBLE_LOGITS, OCCLUDED_LOGITS = (-6.0, -6.0), (6.0, -6.0)  # (occlusion, expec
 
 # The tiny run of tests/data/test_iphone.py, with SoM tracks; no LPIPS (not what this tests).
 TINY = [
-    "--config.model.capacity=3000",
-    "--config.model.sh_degree=0",
-    "--config.motion.num_generator_channels=1",
-    "--config.motion.num_learnable_bases=2",
-    "--config.motion.num_time_coeffs=3",
-    "--config.train.num_steps=6",
-    "--config.train.time_ramp_steps=4",
-    "--config.train.densify_from=3",
-    "--config.train.densify_until=3",
-    "--config.train.densify_every=3",
-    "--config.train.checkpoint_every=6",
-    "--config.train.log_every=3",
-    "--config.render.tile_capacity=256",
-    "--config.eval.train_stride=2",
+    *fx.TINY_RUN,
     "--config.eval.lpips_weights=none",
-    "--config.data.max_points=200",
     "--config.data.tracks=som",
     f"--config.data.num_tracks={NUM_TRACKS}",
     f"--config.data.track_query_frames={len(QUERY_FRAMES)}",
 ]
-FAST_XLA_FLAGS = " ".join(
-    [os.environ.get("XLA_FLAGS", "")] + [f"--{k}={str(v).lower()}" for k, v in _FAST_COMPILE.items()]
-).strip()
 
 
 def _camera(t):
@@ -183,22 +164,7 @@ def test_som_tracks_missing_folder_is_one_line_before_training(plain_scene):
 
 def test_end_to_end_trains_on_som_tracks_and_scores_keypoints(tracked_scene, tmp_path):
     work = tmp_path / "run"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.run",
-            "--config=configs/iphone.py",
-            f"--config.data.root={tracked_scene}",
-            f"--workdir={work}",
-            *TINY,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "XLA_FLAGS": FAST_XLA_FLAGS},
-    )
+    r = fx.run_iphone(tracked_scene, work, TINY, _FAST_COMPILE)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (work / "train_metrics.jsonl").read_text().splitlines()]
     track = [row["loss/track"] for row in rows if "loss/track" in row]

@@ -4,12 +4,13 @@
     python -m benchmarks.reconstruction --scenes default --seeds 0        # one seed of the default scene
     python -m benchmarks.reconstruction --rows runs/evidence.jsonl        # resume / print a saved grid
 
-Grid: preset (static, generators_only, learnable_only, hybrid) x tracks (off / on: the scene's exact
-ground-truth tracks, data.tracks=ground_truth) x seed x scene (default: configs/synthetic.py; handheld:
-configs/handheld.py, the iPhone-like scene). Every cell trains at its scene config's step budget; the scene
-itself is the same for every seed (its content seed stays 0): the seed moves the initialisation, k-means and
-the frame order. Each finished run is appended to --rows (JSONL) at once, and runs already there are skipped,
-so an interrupted grid resumes.
+Grid: preset (static, generators_only, learnable_only, hybrid; `name:C,B_l` sets a preset's allocation,
+e.g. learnable_only:0,20 has as many per-Gaussian weights as hybrid's 6 x 2 + 8) x tracks (off / on: the
+scene's exact ground-truth tracks, data.tracks=ground_truth) x seed x scene (default: configs/synthetic.py;
+handheld: configs/handheld.py, the iPhone-like scene). Every cell trains at its scene config's step budget
+(or --steps); the scene itself is the same for every seed (its content seed stays 0): the seed moves the
+initialisation, k-means and the frame order. Each finished run is appended to --rows (JSONL) at once, and
+runs already there are skipped, so an interrupted grid resumes.
 
 Per run: held-out PSNR / SSIM / LPIPS (all pixels), masked PSNR on the moving objects, training-view PSNR,
 3D EPE and delta_3D at 5 cm of the scene's ground-truth evaluation tracks (never trained on), parameter
@@ -68,10 +69,27 @@ def scene_config(scene: str, steps: int | None):
     return c
 
 
+def parse_preset(label: str) -> tuple[str, tuple | None]:
+    """'hybrid' -> ('hybrid', None); 'learnable_only:0,20' -> ('learnable_only', (0, 20)): a preset with its
+    allocation (C generator channels, B_l learnable bases) set, e.g. learnable bases as many as the hybrid's
+    6 C + B_l, so both have the same per-Gaussian weights."""
+    name, _, alloc = label.partition(":")
+    if name not in PRESETS:
+        known = ", ".join(PRESETS)
+        raise SystemExit(f"--presets: unknown preset {name!r} (one of {known}, optionally :C,B_l)")
+    if not alloc:
+        return name, None
+    gc, lb = (int(x) for x in alloc.split(","))
+    return name, (gc, lb)
+
+
 def run_one(scene: str, preset: str, tracks: bool, seed: int, steps: int | None, ds, lpips_weights) -> dict:
-    """Train one cell on `ds` (loaded with tracks) and score it."""
+    """Train one cell on `ds` (loaded with tracks) and score it. preset: a name, or name:C,B_l."""
     c = scene_config(scene, steps)
-    c.motion.preset = preset
+    name, alloc = parse_preset(preset)
+    c.motion.preset = name
+    if alloc is not None:
+        c.motion.num_generator_channels, c.motion.num_learnable_bases = alloc
     c.seed = seed
     c.train.checkpoint_every = c.train.num_steps
     frames = ds.train if tracks else ds.train.replace(tracks=None)
@@ -122,8 +140,9 @@ def table(rows: list[dict]) -> str:
         v = np.asarray(vals, np.float64)
         return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
+    labels = sorted({g[1] for g in groups}, key=lambda p: (PRESETS.index(parse_preset(p)[0]), p))
     for scene in [*scenes, "mean"]:
-        for preset in PRESETS:
+        for preset in labels:
             for tracks in (False, True):
                 if scene == "mean":
                     parts = [groups.get((s, preset, tracks)) for s in scenes]

@@ -54,8 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.motion.num_learnable_bases = 8  # B_l learnable SE(3) bases (hybrid preset)
     c.motion.time_basis = "dct"  # per_frame | dct
     c.motion.num_time_coeffs = 10  # DCT terms per trajectory
-    # t0, where motion is the identity; -1 = automatic: where most training tracks are visible (Shape of
-    # Motion's choice) when there are tracks, else the middle frame.
+    # t0, where motion is the identity; -1 = automatic: the first frame when train.camera_refine (its camera
+    # is the one held exact), else where most training tracks are visible (Shape of Motion's choice) when
+    # there are tracks, else the middle frame.
     c.motion.canonical_frame = -1
     c.motion.init_weight = 1.0  # scale of the k-means one-hot initial weights on the learnable bases
     c.motion.init_generator_weight = 0.0  # the same on the generator bases (0: channels shared by clusters

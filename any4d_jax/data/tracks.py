@@ -26,6 +26,7 @@ import numpy as np
 from flax import struct
 
 from any4d_jax.data.frames import Frames
+from any4d_jax.errors import InputError
 from any4d_jax.geometry import cameras
 
 
@@ -97,8 +98,8 @@ def make(xy, visible, confidence=None, query_frame=None, points=None, points_val
 
 
 def check(tracks: Tracks, num_frames: int, width: int, height: int, where: str) -> Tracks:
-    """The tracks if they fit F = num_frames frames of width x height; else one-line ValueError naming
-    `where` (the file they came from) and what is wrong."""
+    """The tracks if they fit F = num_frames frames of width x height; else a one-line errors.InputError (a
+    ValueError) naming `where` (the file they came from) and what is wrong."""
     xy, vis = np.asarray(tracks.xy), np.asarray(tracks.visible)
     conf, q = np.asarray(tracks.confidence), np.asarray(tracks.query_frame)
     p = xy.shape[0] if xy.ndim == 3 else -1
@@ -123,8 +124,8 @@ def check(tracks: Tracks, num_frames: int, width: int, height: int, where: str) 
             hidden = int(np.sum(~vis[np.arange(p), q]))
             problems.append(f"{hidden} tracks are not visible at their query frame")
         else:
-            seen = xy[vis]
-            lo, hi = seen.min(axis=0, initial=0.0), seen.max(axis=0, initial=0.0)
+            seen = xy[vis] if np.any(vis) else np.zeros((1, 2))
+            lo, hi = seen.min(axis=0), seen.max(axis=0)
             if np.any(lo < -1.0) or hi[0] > width + 1.0 or hi[1] > height + 1.0:
                 problems.append(
                     f"visible positions span x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f}, outside "
@@ -134,8 +135,10 @@ def check(tracks: Tracks, num_frames: int, width: int, height: int, where: str) 
         pts = np.asarray(tracks.points)
         if pts.shape != xy.shape[:2] + (3,):
             problems.append(f"3D points have shape {pts.shape}, expected {xy.shape[:2] + (3,)}")
+        elif tracks.points_valid is None or np.shape(tracks.points_valid) != xy.shape[:2]:
+            problems.append(f"3D points need points_valid of shape {xy.shape[:2]}")
     if problems:
-        raise ValueError(f"{where}: bad tracks: {problems[0]}")
+        raise InputError(f"{where}: bad tracks: {problems[0]}")
     return tracks
 
 

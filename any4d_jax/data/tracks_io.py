@@ -158,12 +158,12 @@ NPZ_HELP = "see any4d_jax/data/tracks_io.py for the format"
 
 
 def _checked(tr: tracks_lib.Tracks, num_frames: int, width: int, height: int, where: str, error=InputError):
-    """tracks.check, its ValueError re-raised as `error` (an InputError) with the same one-line message."""
+    """tracks.check, its InputError re-raised as `error` (e.g. iphone.SceneError) with the same line."""
     try:
         return tracks_lib.check(tr, num_frames, width, height, where)
-    except InputError:
-        raise
-    except ValueError as e:
+    except InputError as e:
+        if type(e) is error:
+            raise
         raise error(_one_line(e)) from None
 
 

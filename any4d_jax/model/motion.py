@@ -172,22 +172,32 @@ def split_weights(weights: jnp.ndarray, cfg: MotionConfig) -> tuple[jnp.ndarray,
 
 
 def canonical_frame(
-    config: ml_collections.ConfigDict, num_frames: int, tracks_frame: int | None = None
+    config: ml_collections.ConfigDict,
+    num_frames: int,
+    tracks_frame: int | None = None,
+    gauge_frame: int | None = None,
 ) -> int:
-    """config.motion.canonical_frame, where -1 means automatic: `tracks_frame` (the time where the most
-    training tracks are visible, Shape of Motion's choice) when the run uses tracks, else the middle frame
-    (num_frames // 2)."""
+    """config.motion.canonical_frame, where -1 means automatic: `gauge_frame` when the training cameras are
+    refined (the one camera held exact: the scene is built through it first, and every other camera is then
+    aligned to that scene as its frames enter the time curriculum), else `tracks_frame` (the time where the
+    most training tracks are visible, Shape of Motion's choice) when the run uses tracks, else the middle
+    frame (num_frames // 2)."""
     t0 = int(config.motion.canonical_frame)
     if t0 != -1:
         return t0
+    if gauge_frame is not None:
+        return int(gauge_frame)
     return num_frames // 2 if tracks_frame is None else int(tracks_frame)
 
 
 def motion_config(
-    config: ml_collections.ConfigDict, num_frames: int, tracks_frame: int | None = None
+    config: ml_collections.ConfigDict,
+    num_frames: int,
+    tracks_frame: int | None = None,
+    gauge_frame: int | None = None,
 ) -> MotionConfig:
     """The MotionConfig of an experiment config (config.motion) for a clip of num_frames frames
-    (tracks_frame: see `canonical_frame`)."""
+    (tracks_frame, gauge_frame: see `canonical_frame`)."""
     m = config.motion
     if m.preset not in PRESETS:
         raise ValueError(f"motion.preset must be one of {sorted(PRESETS)}, got {m.preset!r}")
@@ -197,7 +207,7 @@ def motion_config(
         num_learnable_bases=m.num_learnable_bases,
         time_basis=m.time_basis,
         num_time_coeffs=m.num_time_coeffs,
-        canonical_frame=canonical_frame(config, num_frames, tracks_frame),
+        canonical_frame=canonical_frame(config, num_frames, tracks_frame, gauge_frame),
     )
 
 

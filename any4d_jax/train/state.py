@@ -122,11 +122,21 @@ def tracks_frame(frames: Frames) -> int | None:
     return int(round(float(np.asarray(frames.times)[tracks_lib.canonical_frame(frames.tracks)])))
 
 
+def gauge_time(config: ml_collections.ConfigDict, frames: Frames) -> int | None:
+    """The time of the gauge frame (the first: its camera is held as commanded) when the training cameras
+    are refined, else None: the automatic canonical frame then (motion.canonical_frame = -1)."""
+    if not camera_refine.enabled(config):
+        return None
+    return int(round(float(np.asarray(frames.times)[0])))
+
+
 def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
     t = config.train
     return Setup(
         model=ModelSpec(
-            motion=motion.motion_config(config, frames.num_times, tracks_frame(frames)),
+            motion=motion.motion_config(
+                config, frames.num_times, tracks_frame(frames), gauge_time(config, frames)
+            ),
             render=RenderConfig(
                 tile_capacity=config.render.tile_capacity,
                 max_pairs=config.render.max_pairs,

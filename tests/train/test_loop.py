@@ -323,6 +323,7 @@ def test_camera_refinement_learns_every_camera_but_the_gauge_and_resumes(frames,
     sampled = np.abs(cam[1:]).sum(1) > 0
     assert sampled.any()  # frames the curriculum drew got a correction
     assert setup.camera_scale == pytest.approx(state_lib.scene_extent(frames.cameras))
+    assert setup.model.motion.canonical_frame == 0  # automatic: the gauge frame, the one exact camera
     # Off (the default): no camera leaf at all, so the pytree is what it was before refinement existed.
     assert full.params.camera is None
     assert len(jax.tree_util.tree_leaves(full.params)) + 1 == len(jax.tree_util.tree_leaves(state.params))

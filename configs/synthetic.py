@@ -52,8 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.motion.preset = "hybrid"  # hybrid | generators_only | learnable_only | static (baselines)
     c.motion.num_generator_channels = 2  # C: 6 C generator bases (hybrid preset)
     c.motion.num_learnable_bases = 8  # B_l learnable SE(3) bases (hybrid preset)
-    c.motion.time_basis = "dct"  # per_frame | dct
-    c.motion.num_time_coeffs = 10  # DCT terms per trajectory
+    c.motion.time_basis = "dct"  # per_frame | dct | bspline (uniform cubic B-splines, local in time)
+    c.motion.num_time_coeffs = 10  # DCT terms (or B-spline control points, >= 4) per trajectory
     # t0, where motion is the identity; -1 = automatic: the first frame when train.camera_refine (its camera
     # is the one held exact), else where most training tracks are visible (Shape of Motion's choice) when
     # there are tracks, else the middle frame.

@@ -54,7 +54,8 @@ ARRAY_ORDER = (
     "camera_times",
 )
 _DTYPES = {"f4": np.dtype("<f4"), "f2": np.dtype("<f2")}
-TIME_BASES = ("per_frame", "dct")  # motion.TIME_BASES (not imported: reading an .a4d needs numpy only)
+# motion.TIME_BASES (not imported: reading an .a4d needs numpy only)
+TIME_BASES = ("per_frame", "dct", "bspline")
 # The scene keys a reader needs (Scene.meta: motion_config, cameras, the viewer); "source" is optional.
 META_KEYS = (
     "num_frames",
@@ -315,6 +316,8 @@ def _check_meta(header: dict, name: str) -> None:
         raise A4DFormatError(
             f"{name}: time_basis per_frame needs num_time_coeffs = num_frames ({num_frames}), got {kt}"
         )
+    if basis == "bspline" and kt < 4:
+        raise A4DFormatError(f"{name}: time_basis bspline needs num_time_coeffs >= 4, got {kt}")
     fps = header["fps"]
     if not _is_finite_number(fps) or not 0 < fps <= _MAX_FPS:
         raise A4DFormatError(

@@ -108,7 +108,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "motion.preset": _choice("hybrid", "generators_only", "learnable_only", "static"),
     "motion.num_generator_channels": _int_at_least(0),
     "motion.num_learnable_bases": _int_at_least(0),
-    "motion.time_basis": _choice("per_frame", "dct"),
+    "motion.time_basis": _choice("per_frame", "dct", "bspline"),
     "motion.num_time_coeffs": _int_at_least(1),
     "motion.canonical_frame": _int_at_least(-1),
     "motion.init_weight": _nonneg(),

@@ -8,7 +8,9 @@ Gaussian i blends them with weights w_i (B_g + B_l,): xi_i(t) = sum_b m_b w_ib x
 mask), moves by T_i(t) = Exp(xi_i(t)): mu_i(t) = R_i(t) mu_i + t_i(t), q_i(t) = quat(R_i(t)) q_i.
 
 Trajectories are coefficients of a time basis phi(t) (K_t,): `per_frame` (hat functions on the frames, i.e.
-one value per frame, linearly interpolated between frames) or `dct` (cos(pi j (t + 0.5) / T), j = 1..K_t).
+one value per frame, linearly interpolated between frames), `dct` (cos(pi j (t + 0.5) / T), j = 1..K_t) or
+`bspline` (uniform cubic B-splines: K_t control points, spacing h = (T - 1) / (K_t - 3), centred at
+(j - 1) h; C2, local support over 4 spans, a partition of unity on [0, T - 1] that reproduces cubics).
 The canonical frame t0 is the identity exactly: xi(t) = (phi(t) - phi(t0)) . coefficients.
 
 Pivots: every generator channel and learnable basis acts about a fixed pivot p (its cluster's centroid at
@@ -37,7 +39,7 @@ from flax import struct
 
 from any4d_jax.geometry import lie
 
-TIME_BASES = ("per_frame", "dct")
+TIME_BASES = ("per_frame", "dct", "bspline")
 
 PRESETS = {
     # name: (uses generator bases, uses learnable bases). Every preset keeps the full allocation
@@ -57,8 +59,8 @@ class MotionConfig:
     num_frames:              T, frames t = 0..T-1 (fractional t interpolates).
     num_generator_channels:  C; B_g = 6 C generator bases.
     num_learnable_bases:     B_l free 6-DoF bases.
-    time_basis:              "per_frame" or "dct".
-    num_time_coeffs:         K_t DCT terms (per_frame uses T).
+    time_basis:              "per_frame", "dct" or "bspline".
+    num_time_coeffs:         K_t DCT terms or B-spline control points (>= 4); per_frame uses T.
     canonical_frame:         t0, where every motion is the identity.
     """
 
@@ -78,6 +80,8 @@ class MotionConfig:
             )
         if self.num_generator_channels < 0 or self.num_learnable_bases < 0 or self.num_time_coeffs < 1:
             raise ValueError("motion: basis counts must be >= 0 and num_time_coeffs >= 1")
+        if self.time_basis == "bspline" and self.num_time_coeffs < 4:
+            raise ValueError("motion: a cubic B-spline time basis needs num_time_coeffs >= 4 control points")
 
     @property
     def num_generator_bases(self) -> int:
@@ -220,6 +224,8 @@ def time_basis(cfg: MotionConfig, t: jnp.ndarray) -> jnp.ndarray:
             frames = jnp.arange(cfg.num_frames, dtype=jnp.float32)
             tt = jnp.clip(tt, 0.0, cfg.num_frames - 1.0)
             return jnp.maximum(0.0, 1.0 - jnp.abs(tt - frames))
+        if cfg.time_basis == "bspline":
+            return bspline_basis(tt[..., 0], cfg.num_frames, cfg.num_time_coeffs)
         j = jnp.arange(1, cfg.num_time_coeffs + 1, dtype=jnp.float32)
         return jnp.cos(jnp.pi * j * (tt + 0.5) / cfg.num_frames)
 
@@ -229,6 +235,17 @@ def time_basis(cfg: MotionConfig, t: jnp.ndarray) -> jnp.ndarray:
     # approximations (~1e-6 apart), which would give the trajectories rounding-noise gradients at t0 that
     # Adam, being scale-invariant, turns into full learning-rate steps.
     return jnp.where((t == t0)[..., None], 0.0, phi(t) - phi(t0))
+
+
+def bspline_basis(t: jnp.ndarray, num_frames: int, num_coeffs: int) -> jnp.ndarray:
+    """(..., K) uniform cubic B-spline basis at times t (...,): control point j centred at (j - 1) h,
+    h = (T - 1) / (K - 3), so the K functions sum to 1 on [0, T - 1] (t is clipped to it)."""
+    h = max(num_frames - 1, 1) / (num_coeffs - 3)
+    t = jnp.clip(jnp.asarray(t, jnp.float32), 0.0, max(num_frames - 1, 0))
+    x = jnp.abs(t[..., None] / h - (jnp.arange(num_coeffs, dtype=jnp.float32) - 1.0))
+    inner = 2.0 / 3.0 - x * x + 0.5 * x * x * x
+    outer = (2.0 - x) ** 3 / 6.0
+    return jnp.where(x < 1.0, inner, jnp.where(x < 2.0, outer, 0.0))
 
 
 def basis_twists(params: MotionParams, cfg: MotionConfig, t) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -310,7 +310,7 @@ MALFORMED = [
     ("canonical_frame_out_of_range", lambda d: _with_header(d, _set("canonical_frame", 9)),
      "scene.a4d: header key canonical_frame must be an integer in 0..4, got 9"),
     ("time_basis_unknown", lambda d: _with_header(d, _set("time_basis", "linear")),
-     "scene.a4d: header key time_basis must be one of per_frame, dct, got 'linear'"),
+     "scene.a4d: header key time_basis must be one of per_frame, dct, bspline, got 'linear'"),
     ("per_frame_wrong_coeffs", lambda d: _with_header(d, _set("time_basis", "per_frame")),
      "scene.a4d: time_basis per_frame needs num_time_coeffs = num_frames (5), got 3"),
     ("fps_string", lambda d: _with_header(d, _set("fps", "12")),

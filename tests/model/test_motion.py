@@ -67,7 +67,7 @@ def test_single_rigid_motion_is_exact_with_generator_bases_alone():
         np.testing.assert_allclose(R_t, R_want, atol=2e-5)
 
 
-@pytest.mark.parametrize("basis", ["per_frame", "dct"])
+@pytest.mark.parametrize("basis", ["per_frame", "dct", "bspline"])
 def test_identity_at_canonical_frame_and_motion_elsewhere(basis):
     cfg = MotionConfig(
         num_frames=6,
@@ -87,13 +87,42 @@ def test_identity_at_canonical_frame_and_motion_elsewhere(basis):
     assert float(jnp.max(jnp.abs(m4 - means))) > 1e-2
 
 
-@pytest.mark.parametrize("basis", ["per_frame", "dct"])
+@pytest.mark.parametrize("basis", ["per_frame", "dct", "bspline"])
 def test_time_basis_is_exactly_zero_at_the_canonical_frame_under_jit_and_vmap(basis):
     cfg = MotionConfig(num_frames=24, time_basis=basis, num_time_coeffs=16, canonical_frame=12)
     f = lambda t: motion.time_basis(cfg, t)  # noqa: E731
     np.testing.assert_array_equal(jax.jit(f)(jnp.float32(12.0)), 0.0)
     np.testing.assert_array_equal(jax.jit(jax.vmap(f))(jnp.full((3,), 12.0, jnp.float32)), 0.0)
     assert float(jnp.max(jnp.abs(jax.jit(f)(jnp.float32(11.0))))) > 1e-2
+
+
+def test_bspline_basis_is_a_partition_of_unity_that_reproduces_cubics():
+    """Against closed forms: the uniform cubic B-splines sum to 1 on [0, T - 1], each is C2 with support of
+    4 spans, and least squares on them reproduces any cubic in t exactly (a property DCT and hat functions
+    lack); fewer than 4 control points is refused."""
+    T, K = 24, 9
+    t = np.linspace(0.0, T - 1.0, 301)
+    phi = np.asarray(motion.bspline_basis(jnp.asarray(t, jnp.float32), T, K), np.float64)
+    np.testing.assert_allclose(phi.sum(1), 1.0, atol=1e-6)
+    assert np.all(phi >= -1e-7)
+    h = (T - 1) / (K - 3)
+    assert np.all(phi[np.abs(t[:, None] / h - (np.arange(K) - 1)) >= 2.0] == 0)
+    cubic = 0.3 - 0.2 * t + 0.05 * t**2 - 0.002 * t**3
+    coef, *_ = np.linalg.lstsq(phi, cubic, rcond=None)
+    np.testing.assert_allclose(phi @ coef, cubic, atol=2e-4)
+    # C2 at a knot: second differences match from both sides.
+    knot = h * 2.0
+    d2 = lambda a: (
+        (  # noqa: E731
+            np.asarray(motion.bspline_basis(jnp.float32(a + 1e-2), T, K), np.float64)
+            - 2 * np.asarray(motion.bspline_basis(jnp.float32(a), T, K), np.float64)
+            + np.asarray(motion.bspline_basis(jnp.float32(a - 1e-2), T, K), np.float64)
+        )
+        / 1e-4
+    )
+    np.testing.assert_allclose(d2(knot - 0.05), d2(knot + 0.05), atol=0.05)
+    with pytest.raises(ValueError, match="num_time_coeffs >= 4"):
+        MotionConfig(num_frames=T, time_basis="bspline", num_time_coeffs=3)
 
 
 def test_per_frame_trajectories_interpolate_linearly_between_frames():

@@ -32,10 +32,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10.0 * np.log10(1.0 / max(mse, 1e-12)))
 
 
-def moving_scene() -> a4d.Scene:
+def moving_scene(time_basis: str = "dct") -> a4d.Scene:
     """The synthetic ground-truth Gaussians with random real motion and SH degree 1 colours.
 
-    2 generator channels + 3 learnable bases, 4 DCT coefficients, canonical frame 3, pivots off the origin,
+    2 generator channels + 3 learnable bases, 4 coefficients of `time_basis` (dct or bspline), canonical
+    frame 3, pivots off the origin,
     each Gaussian blending several bases; random rotations so the covariances are not axis-aligned.
     """
     rng = np.random.default_rng(0)
@@ -66,7 +67,7 @@ def moving_scene() -> a4d.Scene:
         meta={
             "num_frames": CFG.num_frames,
             "canonical_frame": 3,
-            "time_basis": "dct",
+            "time_basis": time_basis,
             "num_time_coeffs": kt,
             "fps": 12.0,
             "width": CFG.width,
@@ -83,7 +84,16 @@ def scene_file(tmp_path_factory):
     return path
 
 
-def test_viewer_matches_jax_renderer(scene_file):
+@pytest.fixture(scope="module")
+def bspline_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("viewer") / "bspline.a4d"
+    a4d.write_a4d(path, moving_scene("bspline"), "mixed")
+    return path
+
+
+@pytest.mark.parametrize("which", ["dct", "bspline"])
+def test_viewer_matches_jax_renderer(request, which):
+    scene_file = request.getfixturevalue("scene_file" if which == "dct" else "bspline_file")
     scene = a4d.read_a4d(scene_file)  # the float16-rounded values the viewer sees too
     cam = synthetic.eval_cameras(CFG)
     viewmat, K = np.asarray(cam.viewmat[1]), np.asarray(cam.K[1])

@@ -105,7 +105,7 @@
     if (h.num_frames < 1 || h.canonical_frame >= h.num_frames) {
       throw new A4DError(`${name}: canonical_frame ${h.canonical_frame} outside 0..${h.num_frames - 1}`);
     }
-    if (h.time_basis !== 'dct' && h.time_basis !== 'per_frame') {
+    if (h.time_basis !== 'dct' && h.time_basis !== 'per_frame' && h.time_basis !== 'bspline') {
       throw new A4DError(`${name}: unknown time_basis ${JSON.stringify(h.time_basis)}`);
     }
     if (!Array.isArray(h.background) || h.background.length !== 3) {

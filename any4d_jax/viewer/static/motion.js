@@ -40,6 +40,14 @@
     if (scene.timeBasis === 'per_frame') {
       const tc = Math.min(Math.max(t, 0), T - 1);
       for (let j = 0; j < k; j++) out[j] = Math.max(0, 1 - Math.abs(tc - j));
+    } else if (scene.timeBasis === 'bspline') {
+      // Uniform cubic B-splines (model/motion.py bspline_basis): control point j centred at (j - 1) h.
+      const h = Math.max(T - 1, 1) / (k - 3);
+      const tc = Math.min(Math.max(t, 0), Math.max(T - 1, 0));
+      for (let j = 0; j < k; j++) {
+        const x = Math.abs(tc / h - (j - 1));
+        out[j] = x < 1 ? 2 / 3 - x * x + 0.5 * x * x * x : x < 2 ? (2 - x) ** 3 / 6 : 0;
+      }
     } else {
       for (let j = 0; j < k; j++) out[j] = Math.cos((Math.PI * (j + 1) * (t + 0.5)) / T);
     }

@@ -17,6 +17,7 @@ falls back to the one before it, with a warning, and is moved to `checkpoints.da
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import zipfile
@@ -212,9 +213,14 @@ def restore_latest(mgr: ocp.CheckpointManager, state):
     return state
 
 
-def write_train_cameras(workdir: str, cams, times, num_frames: int) -> str:
-    """Save the training cameras next to the checkpoints (what the exporter and viewer draw as frusta)."""
+def write_train_cameras(
+    workdir: str, cams, times, num_frames: int, canonical_frame: int | None = None
+) -> str:
+    """Save the training cameras next to the checkpoints (what the exporter and viewer draw as frusta), and
+    the canonical frame the run resolved (motion.canonical_frame = -1 depends on the data: its tracks, the
+    camera refinement), which the exporter cannot re-derive from config.json alone."""
     path = os.path.join(workdir, TRAIN_CAMERAS)
+    extra = {} if canonical_frame is None else {"canonical_frame": int(canonical_frame)}
     with files.atomic_write(path, "wb") as f:
         np.savez(
             f,
@@ -224,6 +230,7 @@ def write_train_cameras(workdir: str, cams, times, num_frames: int) -> str:
             height=int(cams.height),
             times=np.asarray(times, np.float32),
             num_frames=int(num_frames),
+            **extra,
         )
     return path
 
@@ -265,6 +272,8 @@ def scene_from_workdir(workdir: str, step: int | None = None) -> a4d.Scene:
     config = read_config(workdir)
     cam = read_train_cameras(workdir)
     mc = motion.motion_config(config, int(cam["num_frames"]))
+    if "canonical_frame" in cam:  # the one training resolved (older runs: config.json's)
+        mc = dataclasses.replace(mc, canonical_frame=int(cam["canonical_frame"]))
     mgr = checkpoint_manager(workdir, create=False)
     # Without a target orbax gives nested dicts; only params and active are read (not the optimizer state).
     ckpt = restore(mgr, None, step)

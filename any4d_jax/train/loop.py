@@ -363,8 +363,9 @@ def train(
     extra_points: optional (points (M, 3), colours (M, 3)) of static scene points added to the initialisation.
     """
     workdir_lib.check_workdir(config, workdir)
-    workdir_lib.write_train_cameras(workdir, frames.cameras, frames.times, frames.num_times)
     setup = state_lib.make_setup(config, frames)
+    t0 = setup.model.motion.canonical_frame
+    workdir_lib.write_train_cameras(workdir, frames.cameras, frames.times, frames.num_times, t0)
     extent = state_lib.scene_extent(frames.cameras)
     optimizer = state_lib.make_optimizer(config, extent)
     state = state_lib.init_state(config, setup, frames, optimizer, extra_points)

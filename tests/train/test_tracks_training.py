@@ -8,6 +8,8 @@ import numpy as np
 
 from any4d_jax import data
 from any4d_jax.data import tracks as tracks_lib
+from any4d_jax.io import workdir as workdir_lib
+from any4d_jax.model.gaussians import splats_at
 from any4d_jax.train import loop
 from any4d_jax.train import state as state_lib
 from configs import synthetic as synthetic_config
@@ -52,6 +54,14 @@ def test_a_run_with_tracks_fits_them_and_resumes_with_its_anchors(tmp_path):
     assert np.all(np.asarray(state.active)[idx])  # re-anchored after density control: only live Gaussians
     np.testing.assert_allclose(np.asarray(state.anchors.weight).sum(1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(state.anchors.points), np.asarray(init.anchors.points))
+    # The export moves the Gaussians exactly as training did: it reads the canonical frame the run resolved
+    # from the tracks (train_cameras.npz), which config.json alone does not give.
+    scene = workdir_lib.scene_from_workdir(workdir)
+    assert scene.meta["canonical_frame"] == setup.model.motion.canonical_frame
+    act = np.asarray(state.active)
+    for t in (0.0, 3.0):
+        want = np.asarray(splats_at(state.params, state.active, setup.model.motion, t).means)[act]
+        np.testing.assert_allclose(np.asarray(scene.splats_at(t).means), want, atol=1e-5)
     rows = [json.loads(line) for line in open(os.path.join(workdir, "train_metrics.jsonl"))]
     track = [r["loss/track"] for r in rows]
     assert len(track) == 4 and all(np.isfinite(track)) and track[-1] > 0

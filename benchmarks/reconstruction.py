@@ -4,8 +4,8 @@
     python -m benchmarks.reconstruction --scenes default --seeds 0        # one seed of the default scene
     python -m benchmarks.reconstruction --rows runs/evidence.jsonl        # resume / print a saved grid
 
-Grid: preset (static, generators_only, learnable_only, hybrid; `name:C,B_l` sets a preset's allocation,
-e.g. learnable_only:0,20 has as many per-Gaussian weights as hybrid's 6 x 2 + 8) x tracks (off / on: the
+Grid: preset (static, generators_only, learnable_only, hybrid; `name:C/B_l` sets a preset's allocation,
+e.g. learnable_only:0/20 has as many per-Gaussian weights as hybrid's 6 x 2 + 8) x tracks (off / on: the
 scene's exact ground-truth tracks, data.tracks=ground_truth) x seed x scene (default: configs/synthetic.py;
 handheld: configs/handheld.py, the iPhone-like scene). Every cell trains at its scene config's step budget
 (or --steps); the scene itself is the same for every seed (its content seed stays 0): the seed moves the
@@ -70,21 +70,21 @@ def scene_config(scene: str, steps: int | None):
 
 
 def parse_preset(label: str) -> tuple[str, tuple | None]:
-    """'hybrid' -> ('hybrid', None); 'learnable_only:0,20' -> ('learnable_only', (0, 20)): a preset with its
+    """'hybrid' -> ('hybrid', None); 'learnable_only:0/20' -> ('learnable_only', (0, 20)): a preset with its
     allocation (C generator channels, B_l learnable bases) set, e.g. learnable bases as many as the hybrid's
     6 C + B_l, so both have the same per-Gaussian weights."""
     name, _, alloc = label.partition(":")
     if name not in PRESETS:
         known = ", ".join(PRESETS)
-        raise SystemExit(f"--presets: unknown preset {name!r} (one of {known}, optionally :C,B_l)")
+        raise SystemExit(f"--presets: unknown preset {name!r} (one of {known}, optionally :C/B_l)")
     if not alloc:
         return name, None
-    gc, lb = (int(x) for x in alloc.split(","))
+    gc, lb = (int(x) for x in alloc.split("/"))
     return name, (gc, lb)
 
 
 def run_one(scene: str, preset: str, tracks: bool, seed: int, steps: int | None, ds, lpips_weights) -> dict:
-    """Train one cell on `ds` (loaded with tracks) and score it. preset: a name, or name:C,B_l."""
+    """Train one cell on `ds` (loaded with tracks) and score it. preset: a name, or name:C/B_l."""
     c = scene_config(scene, steps)
     name, alloc = parse_preset(preset)
     c.motion.preset = name
@@ -131,10 +131,16 @@ def _key(r: dict) -> tuple:
 def table(rows: list[dict]) -> str:
     """Markdown: mean +- std over seeds per (scene, preset, tracks), then the mean over scenes."""
     groups: dict = {}
+    steps: dict = {}
     for r in rows:
         groups.setdefault((r["scene"], r["preset"], bool(r["tracks"])), []).append(r)
+        steps.setdefault(r["scene"], set()).add(int(r["steps"]))
+    mixed = [s for s, v in steps.items() if len(v) > 1]
+    if mixed:
+        raise SystemExit(f"--rows holds runs of different step budgets for {mixed}: give each its own file")
     scenes = sorted({g[0] for g in groups}, key=lambda s: list(SCENES).index(s))
-    out = ["| scene | preset | tracks | seeds | " + " | ".join(COLUMNS) + " | params |", "|" + "---|" * 12]
+    head = "| scene (steps) | preset | tracks | seeds | " + " | ".join(COLUMNS) + " | params |"
+    out = [head, "|" + "---|" * 12]
 
     def cell(vals):
         v = np.asarray(vals, np.float64)
@@ -163,7 +169,8 @@ def table(rows: list[dict]) -> str:
                     n = len(g)
                 if n == 0:
                     continue
-                row = [scene, preset, "on" if tracks else "off", str(n)]
+                label = scene if scene == "mean" else f"{scene} ({min(steps[scene])})"
+                row = [label, preset, "on" if tracks else "off", str(n)]
                 row += [cell(vals[k]) for k in COLUMNS] + [str(int(np.mean(vals["params"])))]
                 out.append("| " + " | ".join(row) + " |")
     return "\n".join(out)

@@ -4,9 +4,10 @@
     python -m benchmarks.reconstruction --scenes default --seeds 0        # one seed of the default scene
     python -m benchmarks.reconstruction --rows runs/evidence.jsonl        # resume / print a saved grid
 
-Grid: preset (static, generators_only, learnable_only, hybrid; `name:C/B_l` sets a preset's allocation,
-e.g. learnable_only:0/20 has as many per-Gaussian weights as hybrid's 6 x 2 + 8) x tracks (off / on: the
-scene's exact ground-truth tracks, data.tracks=ground_truth) x seed x scene (default: configs/synthetic.py;
+Grid: preset (static, generators_only, learnable_only, hybrid; `name:C/B_l` sets a preset's allocation:
+learnable_only:2/20, its 2 generator channels masked off, has as many active per-Gaussian weights as the
+hybrid's 6 x 2 + 8) x tracks (off / on: the scene's exact ground-truth tracks, data.tracks=ground_truth) x
+seed x scene (default: configs/synthetic.py;
 handheld: configs/handheld.py, the iPhone-like scene). Every cell trains at its scene config's step budget
 (or --steps); the scene itself is the same for every seed (its content seed stays 0): the seed moves the
 initialisation, k-means and the frame order. Each finished run is appended to --rows (JSONL) at once, and
@@ -70,7 +71,7 @@ def scene_config(scene: str, steps: int | None):
 
 
 def parse_preset(label: str) -> tuple[str, tuple | None]:
-    """'hybrid' -> ('hybrid', None); 'learnable_only:0/20' -> ('learnable_only', (0, 20)): a preset with its
+    """'hybrid' -> ('hybrid', None); 'learnable_only:2/20' -> ('learnable_only', (0, 20)): a preset with its
     allocation (C generator channels, B_l learnable bases) set, e.g. learnable bases as many as the hybrid's
     6 C + B_l, so both have the same per-Gaussian weights."""
     name, _, alloc = label.partition(":")

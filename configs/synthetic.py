@@ -79,8 +79,8 @@ def get_config() -> ml_collections.ConfigDict:
     # videos that follow their trajectory only roughly. None = auto: on for videos from a diffusers generator,
     # off where the cameras are exact (this scene, iPhone's calibration, the warp and synthetic generators).
     c.train.camera_refine = config_dict.placeholder(bool)
-    c.train.camera_weight = 10.0  # penalty on the corrections' size (rad^2 + (shift / scene extent)^2)
-    c.train.camera_start = 300  # corrections learn from this step (an unfitted model pulls them astray)
+    c.train.camera_weight = 1.0  # penalty on the corrections' size (rad^2 + (shift / scene extent)^2)
+    c.train.camera_start = 100  # corrections learn from this step (an unfitted model pulls them astray)
     # 2D track loss (data with tracks only): each track's point, blended from the Gaussians nearest its query
     # point, projected into every frame and compared with the track, confidence-weighted, in units of the
     # image's larger side (train/losses.track_loss). 0 disables.

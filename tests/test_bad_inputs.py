@@ -136,6 +136,13 @@ CONFIG_CASES = [
         r"--config.motion.preset='bogus': must be one of hybrid, generators_only, learnable_only, static",
     ),
     Case(
+        "empty generator allocation",  # orbax cannot checkpoint an empty array: said before training
+        config_with(motion__num_generator_channels=0),
+        start,
+        r"--config.motion.num_generator_channels=0: must be an integer >= 1 \(to train without generator "
+        r"bases use --config.motion.preset=learnable_only\)",
+    ),
+    Case(
         "background",
         config_with(render__background=(0.0, 2.0, 0.0)),
         start,

@@ -106,8 +106,15 @@ RULES: dict[str, tuple[Callable, str]] = {
     "model.init_fraction": _open_unit(),
     "model.init_opacity": (lambda x: _num(x) and 0 < x < 1, "a number in (0, 1)"),
     "motion.preset": _choice("hybrid", "generators_only", "learnable_only", "static"),
-    "motion.num_generator_channels": _int_at_least(0),
-    "motion.num_learnable_bases": _int_at_least(0),
+    # At least one of each: orbax cannot checkpoint an empty array; presets switch bases off by their mask.
+    "motion.num_generator_channels": (
+        lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 1,
+        "an integer >= 1 (to train without generator bases use --config.motion.preset=learnable_only)",
+    ),
+    "motion.num_learnable_bases": (
+        lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 1,
+        "an integer >= 1 (to train without learnable bases use --config.motion.preset=generators_only)",
+    ),
     "motion.time_basis": _choice("per_frame", "dct", "bspline"),
     "motion.num_time_coeffs": _int_at_least(1),
     "motion.canonical_frame": _int_at_least(-1),

@@ -19,7 +19,7 @@ def test_cells_and_the_mean_over_scenes():
         _row("default", "hybrid", True, 1, 22.0),
         _row("handheld", "hybrid", True, 0, 10.0),
         _row("handheld", "hybrid", True, 1, 14.0),
-        _row("default", "learnable_only:0/20", True, 0, 19.0),
+        _row("default", "learnable_only:2/20", True, 0, 19.0),
     ]
     lines = rec.table(rows).splitlines()
     cell = {(ln.split(" | ")[0][2:], ln.split(" | ")[1]): ln.split(" | ")[4] for ln in lines[2:]}
@@ -27,9 +27,9 @@ def test_cells_and_the_mean_over_scenes():
     assert cell[("handheld (100)", "hybrid")] == "12.000 ± 2.000"
     # Per seed the mean over scenes (15, 18), then mean +- std over seeds.
     assert cell[("mean", "hybrid")] == "16.500 ± 1.500"
-    assert cell[("default (100)", "learnable_only:0/20")] == "19.000"
-    assert ("mean", "learnable_only:0/20") not in cell  # one scene only: no mean row
-    assert rec.parse_preset("learnable_only:0/20") == ("learnable_only", (0, 20))
+    assert cell[("default (100)", "learnable_only:2/20")] == "19.000"
+    assert ("mean", "learnable_only:2/20") not in cell  # one scene only: no mean row
+    assert rec.parse_preset("learnable_only:2/20") == ("learnable_only", (2, 20))
     with pytest.raises(SystemExit, match="unknown preset"):
         rec.parse_preset("bogus")
 

@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
     # With 3D tracks (given, or 2D tracks lifted by depth): bases from k-means on the tracks' velocities,
     # each fitted to its cluster's rigid motion, and weights from the nearest track (model/track_init.py).
     c.motion.init_from_tracks = True
+    # Gaussians that start static (zero motion weights: the initialisation's static points, and the children
+    # density control gives them) get no weight updates, so they never move (Shape of Motion keeps a separate
+    # static set for the same reason). False: every weight learns, and the background drifts.
+    c.motion.static_stays_static = True
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1200  # optimisation steps (one random training frame each; 1500: +0.5 dB, +1 min)
@@ -80,7 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
     # off where the cameras are exact (this scene, iPhone's calibration, the warp and synthetic generators).
     c.train.camera_refine = config_dict.placeholder(bool)
     c.train.camera_weight = 1.0  # penalty on the corrections' size (rad^2 + (shift / scene extent)^2)
-    c.train.camera_start = 100  # corrections learn from this step (an unfitted model pulls them astray)
+    c.train.camera_start = 0  # corrections learn from this step on (measured: 0 >= 100 > 600)
+    # The corrections learn from the static Gaussians only (all motion weights 0: motion.static_stays_static
+    # keeps them so): a moving object whose motion is still wrong is no evidence of where the camera is.
+    c.train.camera_static_only = True
     # 2D track loss (data with tracks only): each track's point, blended from the Gaussians nearest its query
     # point, projected into every frame and compared with the track, confidence-weighted, in units of the
     # image's larger side (train/losses.track_loss). 0 disables.
@@ -104,7 +111,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.lr.motion_trajectories = 5e-3  # basis trajectory coefficients
     c.train.lr.motion_weights = 1e-2  # per-Gaussian blend weights
     c.train.lr.motion_decay = 0.1  # both motion rates decay exponentially to this factor (1: constant)
-    c.train.lr.camera = 1e-3  # camera corrections (train.camera_refine); decays like the motion rates
+    # Camera corrections (train.camera_refine), decaying like the motion rates. Row-sparse Adam: a frame's
+    # correction steps only when its frame is drawn, so this is a rate per visit.
+    c.train.lr.camera = 1.5e-2
 
     c.render = ml_collections.ConfigDict()
     c.render.background = (1.0, 1.0, 1.0)  # RGB behind everything (data and model)

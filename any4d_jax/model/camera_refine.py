@@ -16,11 +16,20 @@ others near the commanded trajectory. The rasterizer differentiates through `vie
 their gradient from the same photometric loss as the Gaussians (train/step.py); the corrections are the
 `camera` leaf of `ModelParams` (None when refinement is off: the pytree, the optimizer and checkpoints are
 then exactly as without this module).
+
+Three things make the corrections settle on the true cameras rather than drift (README, camera refinement):
+- they learn from the static Gaussians only (`static_gradient_only`, train.camera_static_only): a moving
+  object whose motion is still wrong is no evidence of where the camera is;
+- the static Gaussians stay static (motion.static_stays_static): a background free to move absorbs camera
+  error instead of correcting it;
+- a row-sparse Adam (train/row_adam.py): a step sees one frame, and plain Adam keeps moving every correction
+  for ~10 steps after its frame was seen, in the sign of that one gradient.
 """
 
 from __future__ import annotations
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,6 +40,7 @@ __all__ = [
     "enabled",
     "init",
     "correct",
+    "static_gradient_only",
     "refined_viewmats",
     "refined_cameras",
     "penalty",
@@ -67,6 +77,25 @@ def correct(viewmat: jnp.ndarray, delta: jnp.ndarray, scale: float = 1.0) -> jnp
     return lie.se3_exp(_twist(delta, scale)) @ viewmat
 
 
+def static_gradient_only(splats, corrected: jnp.ndarray, static: jnp.ndarray):
+    """`splats` to render with the `corrected` camera (4, 4) that give the same image but pass the
+    correction's gradient through the `static` (N,) bool Gaussians only.
+
+    A moving object is no evidence of where the camera is: while its motion is still wrong (a frame that has
+    just entered the time curriculum), its photometric error would turn the camera toward it, and that error
+    stays baked into the camera. The other Gaussians are pre-moved by V'^-1 sg(V') (V' the corrected viewmat,
+    sg the stop-gradient): the identity in value, so means, rotations and the image are unchanged up to
+    rounding, while the renderer's V' @ V'^-1 sg(V') x has no derivative in V'. Measured on exact cameras,
+    this removes the drift the dynamic content caused (README, camera refinement)."""
+    fix = lie.se3_inverse(corrected) @ jax.lax.stop_gradient(corrected)  # (4, 4), the identity in value
+    means = splats.means @ fix[:3, :3].T + fix[:3, 3]
+    quats = lie.quat_multiply(lie.rotmat_to_quat(fix[:3, :3])[None], splats.quats)
+    keep = static[:, None]
+    return splats.replace(
+        means=jnp.where(keep, splats.means, means), quats=jnp.where(keep, splats.quats, quats)
+    )
+
+
 def gauge_mask(num_frames: int, gauge: int = 0) -> jnp.ndarray:
     """(T,) float32: 1 for frames whose correction is learned, 0 at the gauge frame."""
     return jnp.ones((num_frames,), jnp.float32).at[gauge].set(0.0)
@@ -85,10 +114,13 @@ def refined_viewmats(
     return correct(viewmats, masked, scale)
 
 
-def penalty(deltas: jnp.ndarray, gauge: int = 0) -> jnp.ndarray:
-    """() mean over the learned frames of |omega|^2 + |v / scale|^2: keeps the cameras near the command."""
-    m = gauge_mask(deltas.shape[0], gauge)
-    return jnp.sum(m[:, None] * deltas**2) / jnp.maximum(jnp.sum(m), 1.0)
+def penalty(deltas: jnp.ndarray, index, gauge: int = 0) -> jnp.ndarray:
+    """() |omega|^2 + |v / scale|^2 of frame `index`'s correction (0 at the gauge frame): keeps the cameras
+    near the command. One frame's term, so its gradient touches that frame's row alone (what the corrections'
+    row-sparse Adam, train/row_adam.py, needs); over uniformly drawn frames it averages to the mean penalty.
+
+    deltas: (T, 6); index: () int (traced or not)."""
+    return (jnp.asarray(index) != gauge).astype(deltas.dtype) * jnp.sum(deltas[index] ** 2)
 
 
 def pose_errors(viewmats: np.ndarray, reference: np.ndarray) -> dict:

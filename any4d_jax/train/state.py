@@ -26,6 +26,7 @@ from any4d_jax.model import init as init_lib
 from any4d_jax.model.densify import DensifyConfig, DensifyState
 from any4d_jax.model.gaussians import ModelParams, ModelSpec, splats_at
 from any4d_jax.render import RenderConfig
+from any4d_jax.train import row_adam
 
 
 @struct.dataclass
@@ -105,6 +106,7 @@ class Setup:
     camera_scale: float = 1.0
     camera_gauge: int = 0
     camera_start: int = 0
+    camera_static_only: bool = False
     track_times: tuple = ()
     track_k: int = 4
 
@@ -155,6 +157,7 @@ def make_setup(config: ml_collections.ConfigDict, frames: Frames) -> Setup:
         camera_scale=scene_extent(frames.cameras),
         camera_gauge=0,
         camera_start=int(t.get("camera_start", 0)),
+        camera_static_only=bool(t.get("camera_static_only", False)),
         track_times=query_times(frames) if uses_tracks(config, frames) else (),
         track_k=int(t.get("track_neighbours", 4)),
     )
@@ -187,15 +190,29 @@ def make_optimizer(config: ml_collections.ConfigDict, extent: float) -> optax.Gr
 
     The same settings give the same (cached) object, so jitted steps built on it are reused across runs."""
     rates = tuple(sorted((k, float(v)) for k, v in config.train.lr.items()))
-    return _optimizer(rates, int(config.train.num_steps), float(extent))
+    static = bool(config.motion.get("static_stays_static", False))
+    return _optimizer(rates, int(config.train.num_steps), float(extent), static)
+
+
+def keep_zero_rows(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`inner`, with no update for a row (N, B) whose parameters are all exactly 0: a Gaussian that starts
+    static (zero motion weights) stays static, as do the children density control gives it."""
+
+    def update(updates, state, params=None):
+        out, state = inner.update(updates, state, params)
+        moving = jax.tree_util.tree_map(lambda p: jnp.any(p != 0, axis=-1, keepdims=True), params)
+        return jax.tree_util.tree_map(lambda u, m: u * m.astype(u.dtype), out, moving), state
+
+    return optax.GradientTransformation(inner.init, update)
 
 
 @functools.lru_cache(maxsize=16)
-def _optimizer(rates: tuple, steps: int, extent: float) -> optax.GradientTransformation:
+def _optimizer(rates: tuple, steps: int, extent: float, static: bool = False) -> optax.GradientTransformation:
     lr = dict(rates)
     means = optax.exponential_decay(lr["means"] * extent, steps, 0.01)
     decay = lr.get("motion_decay", 1.0)
     sched = lambda v: v if decay == 1.0 else optax.exponential_decay(v, steps, decay)  # noqa: E731
+    weights = optax.adam(sched(lr["motion_weights"]))
     groups = {
         "means": optax.adam(means),
         "quats": optax.adam(lr["quats"]),
@@ -203,8 +220,10 @@ def _optimizer(rates: tuple, steps: int, extent: float) -> optax.GradientTransfo
         "opacity_logits": optax.adam(lr["opacities"]),
         "sh": optax.adam(lr["colors"]),
         "motion_traj": optax.adam(sched(lr["motion_trajectories"])),
-        "motion_weights": optax.adam(sched(lr["motion_weights"])),
-        "camera": optax.adam(sched(lr.get("camera", 0.0))),
+        # motion.static_stays_static: Gaussians with all-zero weights (static at initialisation) never move.
+        "motion_weights": keep_zero_rows(weights) if static else weights,
+        # Row-sparse: a step touches only its own frames' corrections (train/row_adam.py says why).
+        "camera": row_adam.row_adam(sched(lr.get("camera", 0.0))),
         "frozen": optax.set_to_zero(),
     }
     return optax.multi_transform(groups, lambda params: params.labels())

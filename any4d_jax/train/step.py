@@ -20,7 +20,7 @@ import optax
 
 from any4d_jax.evaluation import metrics
 from any4d_jax.geometry.cameras import Camera
-from any4d_jax.model import camera_refine, track_anchors
+from any4d_jax.model import camera_refine, motion, track_anchors
 from any4d_jax.model import densify as densify_lib
 from any4d_jax.model import init as init_lib
 from any4d_jax.model.gaussians import splats_at
@@ -39,14 +39,21 @@ def loss_fn(params, offset, state: TrainState, frame: dict, setup: Setup):
     w = setup.losses
     splats = splats_at(params, state.active, setup.model.motion, frame["time"])
     viewmat = frame["viewmat"]
+    drawn = splats  # what is rendered (the losses on positions below use `splats` itself)
     if params.camera is not None:  # the frame's learned correction (zero at the gauge frame)
         use = (frame["index"] != setup.camera_gauge).astype(viewmat.dtype)
         delta = params.camera[frame["index"]]
         # Held (no gradient, so Adam's moments stay zero) until the model is worth aligning the cameras to.
         delta = jnp.where(state.step >= setup.camera_start, delta, jax.lax.stop_gradient(delta))
         viewmat = camera_refine.correct(viewmat, use * delta, setup.camera_scale)
+        if setup.camera_static_only:  # the camera learns from the static Gaussians (all weights 0) alone
+            static = jnp.all(jax.lax.stop_gradient(motion.masked_weights(params.motion)) == 0, axis=-1)
+            static = static & state.active
+            # Data without a foreground mask starts every Gaussian moving: then every one counts.
+            static = static | ~jnp.any(static)
+            drawn = camera_refine.static_gradient_only(splats, viewmat, static)
     cam = Camera(viewmat=viewmat, K=frame["K"], width=setup.width, height=setup.height)
-    out = render(splats, cam, jnp.asarray(setup.model.background), setup.model.render, means2d_offset=offset)
+    out = render(drawn, cam, jnp.asarray(setup.model.background), setup.model.render, means2d_offset=offset)
     parts = {"photometric": losses.photometric(out.rgb, frame["rgb"], w.ssim_lambda)}
     if w.depth > 0:
         parts["depth"] = w.depth * losses.depth_loss(out.depth, frame["depth"])
@@ -67,7 +74,7 @@ def loss_fn(params, offset, state: TrainState, frame: dict, setup: Setup):
             track_anchors.predict(state.anchors, splats.means), cam, frame["track_xy"], frame["track_w"]
         )
     if params.camera is not None and w.camera > 0:
-        parts["camera"] = w.camera * camera_refine.penalty(params.camera, setup.camera_gauge)
+        parts["camera"] = w.camera * camera_refine.penalty(params.camera, frame["index"], setup.camera_gauge)
     aux = {
         "parts": parts,
         "psnr": metrics.psnr(out.rgb, frame["rgb"]),

@@ -350,7 +350,8 @@ def test_motion_learning_rates_decay_to_the_configured_factor():
         log_scales=jnp.zeros((3, 3)),
         opacity_logits=jnp.zeros((3,)),
         sh=jnp.zeros((3, 1, 3)),
-        motion=motion.init_params(mc, 3),
+        # Nonzero weights: all-zero rows are static Gaussians, which motion.static_stays_static never updates.
+        motion=motion.init_params(mc, 3, jnp.full((3, mc.num_bases), 0.5)),
     )
     grads = jax.tree_util.tree_map(jnp.ones_like, params)
     opt = state_lib.make_optimizer(c, extent=1.0)

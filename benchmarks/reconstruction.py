@@ -4,7 +4,8 @@
     python -m benchmarks.reconstruction --scenes default --seeds 0        # one seed of the default scene
     python -m benchmarks.reconstruction --rows runs/evidence.jsonl        # resume / print a saved grid
 
-Grid: preset (static, generators_only, learnable_only, hybrid; `name:C/B_l` sets a preset's allocation:
+Grid: preset (static, generators_only, learnable_only, hybrid; `name:C/B_l` sets a preset's allocation,
+`name+variant` changes its motion model (VARIANTS: bspline, k32, tied);
 learnable_only:2/20, its 2 generator channels masked off, has as many active per-Gaussian weights as the
 hybrid's 6 x 2 + 8) x tracks (off / on: the scene's exact ground-truth tracks, data.tracks=ground_truth) x
 seed x scene (default: configs/synthetic.py;
@@ -70,11 +71,37 @@ def scene_config(scene: str, steps: int | None):
     return c
 
 
+# Motion-model variants a label may add after the preset (`hybrid+bspline`): config overrides, each a change
+# of the motion model tried against the plain presets (issue 17: report every variant tried).
+VARIANTS = {
+    # Uniform cubic B-spline time basis (C2, local support) instead of the DCT, same number of coefficients.
+    "bspline": {"motion.time_basis": "bspline"},
+    # Twice the time coefficients (finer trajectories).
+    "k32": {"motion.num_time_coeffs": 32},
+    # Generator channels start tied to the k-means clusters like the learnable bases (weight 1 on their
+    # cluster's channel) instead of at 0.
+    "tied": {"motion.init_generator_weight": 1.0},
+}
+
+
+def parse_variants(label: str) -> tuple[str, dict]:
+    """'hybrid:2/8+bspline' -> ('hybrid:2/8', {'motion.time_basis': 'bspline'}): the preset part and the
+    overrides of its variants (`VARIANTS`)."""
+    head, *names = label.split("+")
+    overrides = {}
+    for v in names:
+        if v not in VARIANTS:
+            raise SystemExit(f"--presets: unknown variant {v!r} in {label!r} (one of {', '.join(VARIANTS)})")
+        overrides.update(VARIANTS[v])
+    return head, overrides
+
+
 def parse_preset(label: str) -> tuple[str, tuple | None]:
-    """'hybrid' -> ('hybrid', None); 'learnable_only:2/20' -> ('learnable_only', (0, 20)): a preset with its
+    """'hybrid' -> ('hybrid', None); 'learnable_only:2/20' -> ('learnable_only', (2, 20)): a preset with its
     allocation (C generator channels, B_l learnable bases) set, e.g. learnable bases as many as the hybrid's
-    6 C + B_l, so both have the same per-Gaussian weights."""
-    name, _, alloc = label.partition(":")
+    6 C + B_l (the generator channels are masked off), so both have the same per-Gaussian weights. Variants
+    (`+name`) are ignored here (`parse_variants`)."""
+    name, _, alloc = parse_variants(label)[0].partition(":")
     if name not in PRESETS:
         known = ", ".join(PRESETS)
         raise SystemExit(f"--presets: unknown preset {name!r} (one of {known}, optionally :C/B_l)")
@@ -91,6 +118,9 @@ def run_one(scene: str, preset: str, tracks: bool, seed: int, steps: int | None,
     c.motion.preset = name
     if alloc is not None:
         c.motion.num_generator_channels, c.motion.num_learnable_bases = alloc
+    for key, value in parse_variants(preset)[1].items():
+        section, field = key.split(".")
+        c[section][field] = value
     c.seed = seed
     c.train.checkpoint_every = c.train.num_steps
     frames = ds.train if tracks else ds.train.replace(tracks=None)

@@ -37,3 +37,22 @@ def test_cells_and_the_mean_over_scenes():
 def test_mixed_step_budgets_are_refused():
     with pytest.raises(SystemExit, match="different step budgets"):
         rec.table([_row("default", "hybrid", True, 0, 20.0), _row("default", "hybrid", True, 1, 20.0, 200)])
+
+
+def test_variants_set_their_config_keys_and_keep_their_own_rows():
+    assert rec.parse_variants("hybrid:2/8+bspline+tied") == (
+        "hybrid:2/8",
+        {"motion.time_basis": "bspline", "motion.init_generator_weight": 1.0},
+    )
+    assert rec.parse_preset("learnable_only:2/20+bspline") == ("learnable_only", (2, 20))
+    with pytest.raises(SystemExit, match="unknown variant"):
+        rec.parse_variants("hybrid+nope")
+    rows = [_row("default", "hybrid", False, 0, 20.0), _row("default", "hybrid+bspline", False, 0, 21.0)]
+    cell = {ln.split(" | ")[1]: ln.split(" | ")[4] for ln in rec.table(rows).splitlines()[2:]}
+    assert cell == {"hybrid": "20.000", "hybrid+bspline": "21.000"}
+    # Every variant's keys exist in the scene configs (a typo would otherwise add a key nobody reads).
+    for overrides in rec.VARIANTS.values():
+        c = rec.scene_config("default", None)
+        for key in overrides:
+            section, field = key.split(".")
+            assert field in c[section], key
